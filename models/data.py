@@ -1,0 +1,236 @@
+"""Datasets as whole in-memory tensors, and device-resident shuffled batches.
+
+Every loader returns a `Dataset`: float32 images in [0, 1] shaped N x C x H x W (or N x 2
+points for the toy sets) plus int64 labels. Trainers move the tensor to their device once
+and draw index batches from it, so the hot loop never waits on DataLoader workers.
+"""
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.errors import UserInputError, require_choice
+
+DATASETS = ("mnist", "fashion_mnist", "idx", "cifar10", "image_folder", "toy2d_ring", "toy2d_moons")
+DATA_DIR_ENV = "GANTUNE_DATA_DIR"
+DEFAULT_DATA_DIR = Path.home() / ".cache" / "gantune" / "datasets"
+MNIST_OFFLINE_DIR = "mnist-test10k"
+MNIST_OFFLINE_TRAIN = 8000  # of the 10k real test images when only those are on disk
+
+_IDX_IMAGES_MAGIC = 0x00000803
+_IDX_LABELS_MAGIC = 0x00000801
+
+
+@dataclass
+class Dataset:
+    name: str
+    images: torch.Tensor  # float32, [0, 1] for image sets; raw coordinates for toy sets
+    labels: torch.Tensor  # int64
+    num_classes: int
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.images.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return self.images.dim() == 4
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, n: int, seed: int = 0) -> "Dataset":
+        """A fixed random subset of n examples (for quick runs and benchmarks)."""
+        if n >= len(self):
+            return self
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return Dataset(self.name, self.images[idx], self.labels[idx], self.num_classes)
+
+
+def resolve_data_dir(data_dir=None) -> Path:
+    """--data-dir, else $GANTUNE_DATA_DIR, else ~/.cache/gantune/datasets."""
+    return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
+
+
+def load_dataset(name: str, data_dir=None, train: bool = True, image_size: int | None = None,
+                 download: bool = True, idx_images=None, idx_labels=None,
+                 toy_size: int = 20000, seed: int = 0) -> Dataset:
+    """Load a whole split into memory. `image_size` resizes (cifar10, image_folder, idx)."""
+    require_choice("dataset", name, DATASETS)
+    root = resolve_data_dir(data_dir)
+    if name == "toy2d_ring":
+        return _ring_of_gaussians(toy_size, seed + (0 if train else 1))
+    if name == "toy2d_moons":
+        return _two_moons(toy_size, seed + (0 if train else 1))
+    if name == "idx":
+        if not idx_images or not idx_labels:
+            raise UserInputError("idx: pass both --idx-images and --idx-labels (IDX file paths)")
+        data = Dataset("idx", read_idx_images(idx_images), read_idx_labels(idx_labels), 0)
+        data.num_classes = int(data.labels.max()) + 1
+        _check_same_length(data, idx_images)
+    elif name == "image_folder":
+        data = _image_folder(root, image_size or 64)
+    elif name == "mnist":
+        data = _mnist(root, train, download)
+    else:
+        data = _torchvision_set(name, root, train, download)
+    if image_size and data.images.shape[-1] != image_size:
+        data.images = torch.nn.functional.interpolate(
+            data.images, size=(image_size, image_size), mode="bilinear", antialias=True,
+            align_corners=False).clamp_(0, 1)
+    return data
+
+
+def to_gan_range(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1], the range of a tanh generator."""
+    return images * 2 - 1
+
+
+def read_idx_images(path) -> torch.Tensor:
+    array = _read_idx(path, _IDX_IMAGES_MAGIC, ndim=3)
+    return torch.from_numpy(array).float().div_(255).unsqueeze(1)
+
+
+def read_idx_labels(path) -> torch.Tensor:
+    return torch.from_numpy(_read_idx(path, _IDX_LABELS_MAGIC, ndim=1)).long()
+
+
+def _read_idx(path, magic: int, ndim: int) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"IDX file {path}: not found")
+    raw = path.read_bytes()
+    header = 4 + 4 * ndim
+    if len(raw) < header or int.from_bytes(raw[:4], "big") != magic:
+        found = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+        raise UserInputError(f"IDX file {path}: wrong magic number {found!r}, expected {magic:#010x}")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    if len(raw) != header + math.prod(dims):
+        raise UserInputError(f"IDX file {path}: truncated or padded, header says {dims} "
+                             f"({header + math.prod(dims)} bytes), file has {len(raw)} bytes")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
+
+
+def _check_same_length(data: Dataset, where) -> None:
+    if len(data.images) != len(data.labels):
+        raise UserInputError(f"{where}: {len(data.images)} images but {len(data.labels)} labels")
+
+
+def _missing(name: str, root: Path, expected: str) -> UserInputError:
+    return UserInputError(
+        f"{name}: no data in {root} (looked for {expected}) and download failed or is off; "
+        f"pass --data-dir DIR (or set {DATA_DIR_ENV}) pointing at a folder that holds it")
+
+
+def _torchvision_set(name: str, root: Path, train: bool, download: bool) -> Dataset:
+    from torchvision import datasets
+    cls = {"fashion_mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}[name]
+    try:
+        ds = cls(root=str(root), train=train, download=False)
+    except RuntimeError:
+        if not download:
+            raise _missing(name, root, f"{cls.__name__}/ in torchvision's layout") from None
+        try:
+            ds = cls(root=str(root), train=train, download=True)
+        except Exception:
+            raise _missing(name, root, f"{cls.__name__}/ in torchvision's layout") from None
+    images = torch.as_tensor(np.asarray(ds.data))
+    images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
+    labels = torch.as_tensor(np.asarray(ds.targets)).long()
+    return Dataset(name, images.float().div_(255).contiguous(), labels, 10)
+
+
+def _mnist(root: Path, train: bool, download: bool) -> Dataset:
+    """torchvision's MNIST; offline, the real 10k test split alone, split 8k train / 2k test."""
+    from torchvision import datasets
+    try:
+        ds = datasets.MNIST(root=str(root), train=train, download=False)
+        return Dataset("mnist", ds.data.unsqueeze(1).float().div_(255), ds.targets.long(), 10)
+    except RuntimeError:
+        pass
+    offline = root / MNIST_OFFLINE_DIR
+    if (offline / "t10k-images-idx3-ubyte").is_file():
+        images = read_idx_images(offline / "t10k-images-idx3-ubyte")
+        labels = read_idx_labels(offline / "t10k-labels-idx1-ubyte")
+        part = slice(0, MNIST_OFFLINE_TRAIN) if train else slice(MNIST_OFFLINE_TRAIN, None)
+        return Dataset("mnist", images[part].contiguous(), labels[part].contiguous(), 10)
+    if download:
+        try:
+            ds = datasets.MNIST(root=str(root), train=train, download=True)
+            return Dataset("mnist", ds.data.unsqueeze(1).float().div_(255), ds.targets.long(), 10)
+        except Exception:
+            pass
+    raise _missing("mnist", root, f"MNIST/raw/ or {MNIST_OFFLINE_DIR}/t10k-*-idx*-ubyte")
+
+
+def _image_folder(root: Path, image_size: int) -> Dataset:
+    from torchvision import datasets, transforms
+    if not root.is_dir():
+        raise UserInputError(f"image_folder: {root} is not a directory of class sub-folders")
+    tf = transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
+                             transforms.ToTensor()])
+    try:
+        ds = datasets.ImageFolder(str(root), transform=tf)
+    except (FileNotFoundError, RuntimeError) as err:
+        raise UserInputError(f"image_folder: {root}: {err}") from None
+    loader = torch.utils.data.DataLoader(ds, batch_size=256, num_workers=0)
+    images, labels = zip(*loader)
+    return Dataset("image_folder", torch.cat(images), torch.cat(labels).long(), len(ds.classes))
+
+
+def _ring_of_gaussians(n: int, seed: int, modes: int = 8, radius: float = 2.0,
+                       std: float = 0.02) -> Dataset:
+    """The classic mode-collapse test: 8 tight Gaussians evenly spaced on a circle."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(modes, (n,), generator=g)
+    angle = labels.float() * (2 * math.pi / modes)
+    centers = radius * torch.stack([angle.cos(), angle.sin()], dim=1)
+    return Dataset("toy2d_ring", centers + std * torch.randn(n, 2, generator=g), labels, modes)
+
+
+def _two_moons(n: int, seed: int, noise: float = 0.05) -> Dataset:
+    """Two interleaved, offset semicircles (the A5 seed's toy set)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(2, (n,), generator=g)
+    t = torch.rand(n, generator=g) * math.pi
+    upper = torch.stack([t.cos(), t.sin()], dim=1)
+    lower = torch.stack([1 - t.cos(), 0.5 - t.sin()], dim=1)
+    points = torch.where(labels[:, None] == 0, upper, lower)
+    return Dataset("toy2d_moons", points + noise * torch.randn(n, 2, generator=g), labels, 2)
+
+
+class DeviceBatches:
+    """Shuffled minibatches drawn by index from a tensor that already lives on the device.
+
+    The order of epoch e depends only on (seed, e), so batch number `step` is the same batch
+    whether a run went straight through or was resumed from a checkpoint mid-epoch.
+    """
+
+    def __init__(self, data: torch.Tensor, batch_size: int, seed: int):
+        if batch_size > len(data):
+            raise UserInputError(f"batch_size: {batch_size} is larger than the dataset ({len(data)} examples)")
+        self.data = data
+        self.batch_size = batch_size
+        self.seed = seed
+        self._epoch, self._order = None, None
+
+    def __len__(self) -> int:
+        """Full batches per epoch (the ragged tail is dropped)."""
+        return len(self.data) // self.batch_size
+
+    def batch(self, step: int) -> torch.Tensor:
+        epoch, i = divmod(step, len(self))
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._order = torch.randperm(len(self.data), generator=g).to(self.data.device)
+            self._epoch = epoch
+        return self.data[self._order[i * self.batch_size:(i + 1) * self.batch_size]]
+
+
+def from_gan_range(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], the range the evaluator and image files expect."""
+    return (images + 1) / 2

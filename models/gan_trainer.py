@@ -1,0 +1,145 @@
+"""GAN trainer, independent of Ray: plain loop, metrics as a dict, exact resume.
+
+One training step = one discriminator (critic) step on a fresh real batch; every
+`n_critic`-th step is followed by one generator step. Losses are summed on the device and
+read back once per call, so the hot loop never waits on a host sync.
+"""
+
+import math
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from models.config import GANConfig
+from models.data import Dataset, DeviceBatches, to_gan_range
+from models.losses import clip_weights_, discriminator_loss, generator_loss, gradient_penalty
+from models.nets import build_gan
+from models.rng import capture_rng, restore_rng
+
+FIXED_NOISE = 64  # samples in the fixed-noise grid saved each epoch
+DIVERGENCE_CHECK_EVERY = 100  # steps between (syncing) checks for non-finite losses
+
+
+def total_grad_norm(module: torch.nn.Module) -> torch.Tensor:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads)
+
+
+def make_optimizer(name: str, params, lr: float, betas: tuple, device: torch.device):
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=device.type == "cuda")
+
+
+class GANTrainer:
+    def __init__(self, config: GANConfig, data: Dataset, device: str | torch.device = "cpu"):
+        self.config = c = config
+        self.device = torch.device(device)
+        torch.manual_seed(c.seed)  # weight init and WGAN-GP's interpolation weights
+        images = data.images.to(self.device)
+        self.batches = DeviceBatches(to_gan_range(images) if data.is_image else images, c.batch_size, c.seed)
+        self.G, self.D = build_gan(c.arch, c.z_dim, data.shape, c.width, c.spectral_norm)
+        self.G.to(self.device)
+        self.D.to(self.device)
+        betas = (c.beta1, c.beta2)
+        self.opt_g = make_optimizer(c.optimizer, self.G.parameters(), c.lr_g, betas, self.device)
+        self.opt_d = make_optimizer(c.optimizer, self.D.parameters(), c.lr_d, betas, self.device)
+        self.noise_rng = torch.Generator(device=self.device).manual_seed(c.seed)
+        self.fixed_noise = self.noise(FIXED_NOISE)
+        self.step = 0  # discriminator steps = real batches consumed
+        self.g_steps = 0
+
+    @property
+    def epoch(self) -> float:
+        return self.step / len(self.batches)
+
+    def noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.config.z_dim, device=self.device, generator=self.noise_rng)
+
+    def train_epoch(self, progress: bool = False) -> dict:
+        """Train to the end of the current epoch (a whole one when starting at its beginning)."""
+        return self.train_steps(len(self.batches) - self.step % len(self.batches), progress)
+
+    def train_steps(self, num_steps: int, progress: bool = False) -> dict:
+        c = self.config
+        self.G.train()
+        self.D.train()
+        sums = torch.zeros(6, device=self.device)  # d_loss, g_loss, d_real, d_fake, d_grad, g_grad
+        d_count = g_count = 0
+        diverged = False
+        started = time.perf_counter()
+        bar = tqdm(range(num_steps), desc=f"epoch {int(self.epoch) + 1}", disable=not progress, leave=False)
+        for i in bar:
+            # 1. discriminator / critic step on a fresh real batch
+            real = self.batches.batch(self.step)
+            with torch.no_grad():
+                fake = self.G(self.noise(len(real)))
+            real_logits, fake_logits = self.D(real), self.D(fake)
+            d_loss = discriminator_loss(c.loss, real_logits, fake_logits, c.real_label)
+            if c.loss == "wgan-gp":
+                d_loss = d_loss + c.gp_lambda * gradient_penalty(self.D, real, fake)
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_grad = total_grad_norm(self.D)
+            self.opt_d.step()
+            if c.loss == "wgan":
+                clip_weights_(self.D, c.clip_value)
+            self.step += 1
+            d_count += 1
+            with torch.no_grad():
+                to_score = torch.sigmoid if c.loss == "bce" else (lambda t: t)
+                sums[[0, 2, 3, 4]] += torch.stack([d_loss.detach(), to_score(real_logits).mean(),
+                                                   to_score(fake_logits).mean(), d_grad])
+
+            # 2. generator step every n_critic discriminator steps
+            if self.step % c.n_critic == 0:
+                g_loss = generator_loss(c.loss, self.D(self.G(self.noise(c.batch_size))))
+                self.opt_g.zero_grad(set_to_none=True)
+                g_loss.backward()
+                g_grad = total_grad_norm(self.G)
+                self.opt_g.step()
+                self.g_steps += 1
+                g_count += 1
+                sums[[1, 5]] += torch.stack([g_loss.detach(), g_grad])
+
+            if (i + 1) % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(sums).all():
+                diverged = True
+                break
+        values = sums.tolist()  # the one host sync of this call
+        seconds = time.perf_counter() - started
+        g_den = max(g_count, 1)
+        return {
+            "d_loss": values[0] / d_count, "g_loss": values[1] / g_den,
+            "d_real": values[2] / d_count, "d_fake": values[3] / d_count,
+            "d_grad_norm": values[4] / d_count, "g_grad_norm": values[5] / g_den,
+            "images_per_s": d_count * c.batch_size / seconds, "train_seconds": seconds,
+            "epoch": self.epoch, "step": self.step, "g_steps": self.g_steps,
+            "diverged": diverged or not all(map(math.isfinite, values)),
+        }
+
+    @torch.no_grad()
+    def sample(self, n: int | None = None) -> torch.Tensor:
+        """Generated data in the data's range; the fixed-noise batch when n is None."""
+        self.G.eval()
+        out = self.G(self.fixed_noise if n is None else self.noise(n))
+        self.G.train()
+        return out
+
+    def state_dict(self) -> dict:
+        return {
+            "config": self.config.to_dict(), "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "step": self.step, "g_steps": self.g_steps, "fixed_noise": self.fixed_noise,
+            "rng": capture_rng(self.device, self.noise_rng),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step, self.g_steps = state["step"], state["g_steps"]
+        self.fixed_noise = state["fixed_noise"].to(self.device)
+        restore_rng(state["rng"], self.device, self.noise_rng)
+

@@ -1,0 +1,28 @@
+"""Shared fixtures: the real datasets beside the repo (or wherever GANTUNE_DATA_DIR points)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = Path(os.environ.get("GANTUNE_DATA_DIR") or REPO.parent / "shared" / "datasets")
+    if not (path / "FashionMNIST" / "raw").is_dir():
+        pytest.fail(f"real datasets not found in {path}; set GANTUNE_DATA_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fashion_train(data_dir):
+    from models.data import load_dataset
+    return load_dataset("fashion_mnist", data_dir, train=True, download=False)
+
+
+@pytest.fixture(scope="session")
+def fashion_test(data_dir):
+    from models.data import load_dataset
+    return load_dataset("fashion_mnist", data_dir, train=False, download=False)
