@@ -3,6 +3,9 @@
 The CLIs turn these into one line on stderr and exit status 2, never a traceback.
 """
 
+import argparse
+import sys
+
 
 class UserInputError(ValueError):
     """Bad configuration, arguments or data supplied by the user."""
@@ -16,3 +19,19 @@ def require_choice(field: str, value, allowed) -> None:
 def require_positive(field: str, value) -> None:
     if value is None or not value > 0:
         raise UserInputError(f"{field}: must be > 0, got {value!r}")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (no usage dump) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def exit_on_user_error(main):
+    """Run a CLI `main`; a UserInputError becomes one line on stderr and exit status 2."""
+    try:
+        return main()
+    except UserInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

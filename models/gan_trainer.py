@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from models.config import GANConfig
 from models.data import Dataset, DeviceBatches, to_gan_range
 from models.losses import clip_weights_, discriminator_loss, generator_loss, gradient_penalty
-from models.nets import build_gan
+from models.nets import build_gan, evaluating
 from models.rng import capture_rng, restore_rng
 
 FIXED_NOISE = 64  # samples in the fixed-noise grid saved each epoch
@@ -118,13 +118,10 @@ class GANTrainer:
             "diverged": diverged or not all(map(math.isfinite, values)),
         }
 
-    @torch.no_grad()
     def sample(self, n: int | None = None) -> torch.Tensor:
         """Generated data in the data's range; the fixed-noise batch when n is None."""
-        self.G.eval()
-        out = self.G(self.fixed_noise if n is None else self.noise(n))
-        self.G.train()
-        return out
+        with evaluating(self.G) as G:
+            return G(self.fixed_noise if n is None else self.noise(n))
 
     def state_dict(self) -> dict:
         return {

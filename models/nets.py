@@ -7,6 +7,7 @@ the 2-D toy sets.
 """
 
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -120,9 +121,21 @@ def build_gan(arch: str, z_dim: int, data_shape: tuple, width: int = 64,
             raise UserInputError(f"arch: dcgan needs square images, data shape is {data_shape}; use mlp")
         c, size = data_shape[0], data_shape[1]
         g, d = DCGANGenerator(z_dim, c, size, width), DCGANDiscriminator(c, size, width, spectral_norm)
-    else:
-        g = MLPGenerator(z_dim, data_shape, hidden=width * 4, tanh=is_image)
-        d = MLPDiscriminator(data_shape, hidden=width * 4, spectral_norm=spectral_norm)
-    init_weights_(g)
-    init_weights_(d)
-    return g, d
+        init_weights_(g)
+        init_weights_(d)
+        return g, d
+    # The MLPs keep PyTorch's fan-in init: without BatchNorm to rescale them, N(0, 0.02) weights
+    # shrink the signal layer by layer until the generator's output no longer depends on z.
+    g = MLPGenerator(z_dim, data_shape, hidden=width * 4, tanh=is_image)
+    return g, MLPDiscriminator(data_shape, hidden=width * 4, spectral_norm=spectral_norm)
+
+
+@contextmanager
+def evaluating(module: nn.Module):
+    """Eval mode (BatchNorm running stats, no dropout) and no grad for the block, then train mode."""
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        module.train()
