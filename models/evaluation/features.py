@@ -1,0 +1,155 @@
+"""The feature network behind FID/KID and the class histograms: a small CNN classifier.
+
+Inception-v3 features are meaningless on 28x28 greyscale clothes and too slow on a CPU, so the
+project trains its own classifier on the dataset's training split (as in the original
+mode-collapse literature, e.g. the "modes covered" count of Metz et al. 2017). Its penultimate
+layer (128 units after ReLU) gives the FID/KID features; its softmax gives class predictions.
+
+The trained net is cached on disk, keyed by dataset name and a sha256 of the training images,
+and written atomically so concurrent Ray trials never read a half-written file.
+"""
+
+import hashlib
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.data import Dataset
+
+CACHE_DIR_ENV = "GANTUNE_CACHE_DIR"
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "gantune"
+FEATURE_DIM = 128
+EXTRACT_BATCH = 500
+TRAIN_EPOCHS = 5
+TRAIN_BATCH = 128
+TRAIN_LR = 2e-3
+TRAIN_SEED = 0
+
+
+def resolve_cache_dir(cache_dir=None) -> Path:
+    """The argument, else $GANTUNE_CACHE_DIR, else ~/.cache/gantune."""
+    return Path(cache_dir or os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR).expanduser()
+
+
+def data_checksum(images: torch.Tensor) -> str:
+    """sha256 over the raw bytes of the (contiguous, CPU) image tensor."""
+    return hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+class FeatureNet(nn.Module):
+    """Two conv blocks (conv-BN-ReLU-maxpool), a 128-unit FC layer, and a linear class head."""
+
+    def __init__(self, channels: int, image_size: int, num_classes: int, width: int = 16):
+        super().__init__()
+        self.arch = dict(channels=channels, image_size=image_size, num_classes=num_classes, width=width)
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(True),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(2 * width * (image_size // 4) ** 2, FEATURE_DIM), nn.ReLU(True))
+        self.head = nn.Linear(FEATURE_DIM, num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(images))
+
+    @torch.no_grad()
+    def features_and_probs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Penultimate activations and class probabilities, in batches, in eval mode, on CPU."""
+        self.eval()
+        device = next(self.parameters()).device
+        feats, probs = [], []
+        for start in range(0, len(images), EXTRACT_BATCH):
+            hidden = self.body(images[start:start + EXTRACT_BATCH].to(device))
+            feats.append(hidden.cpu())
+            probs.append(F.softmax(self.head(hidden), dim=1).cpu())
+        return torch.cat(feats), torch.cat(probs)
+
+
+def accuracy(net: FeatureNet, data: Dataset) -> float:
+    _, probs = net.features_and_probs(data.images)
+    return float((probs.argmax(1) == data.labels).float().mean())
+
+
+def train_feature_net(train: Dataset, test: Dataset, device="cpu", epochs: int = TRAIN_EPOCHS) -> tuple[FeatureNet, float]:
+    """Adam with a cosine schedule, random 1-pixel shifts; returns the net and its test accuracy."""
+    torch.manual_seed(TRAIN_SEED)
+    net = FeatureNet(train.images.shape[1], train.images.shape[-1], train.num_classes).to(device)
+    steps_per_epoch = math.ceil(len(train) / TRAIN_BATCH)
+    opt = torch.optim.Adam(net.parameters(), lr=TRAIN_LR)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, TRAIN_LR, total_steps=epochs * steps_per_epoch)
+    g = torch.Generator().manual_seed(TRAIN_SEED)
+    for _ in range(epochs):
+        net.train()
+        order = torch.randperm(len(train), generator=g)
+        for start in range(0, len(train), TRAIN_BATCH):
+            idx = order[start:start + TRAIN_BATCH]
+            x = _random_shift(train.images[idx], g).to(device)
+            loss = F.cross_entropy(net(x), train.labels[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            schedule.step()
+    return net, accuracy(net, test)
+
+
+def _random_shift(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Shift the whole batch by up to one pixel each way (light augmentation against overfitting)."""
+    dx, dy = (int(v) for v in torch.randint(-1, 2, (2,), generator=g))
+    return torch.roll(images, shifts=(dy, dx), dims=(2, 3))
+
+
+def feature_net_path(cache_dir: Path, name: str, checksum: str) -> Path:
+    return cache_dir / f"featurenet-{name}-{checksum[:16]}.pt"
+
+
+def load_or_train_feature_net(train: Dataset, test: Dataset, cache_dir=None,
+                              device="cpu") -> tuple[FeatureNet, dict]:
+    """The cached net for this training data, or a freshly trained (and cached) one.
+
+    A cached file is reused only when its stored checksum and architecture match; anything
+    else (stale, corrupt, other data) is retrained and overwritten, never silently reused.
+    Returns the net and its metadata (checksum, test_accuracy, arch, retrained).
+    """
+    checksum = data_checksum(train.images)
+    path = feature_net_path(resolve_cache_dir(cache_dir), train.name, checksum)
+    expected_arch = FeatureNet(train.images.shape[1], train.images.shape[-1], train.num_classes).arch
+    cached = _read_cache(path)
+    if cached and cached["checksum"] == checksum and cached["arch"] == expected_arch:
+        net = FeatureNet(**cached["arch"])
+        net.load_state_dict(cached["state_dict"])
+        meta = {k: cached[k] for k in ("checksum", "test_accuracy", "arch")}
+        return net.to(device).eval(), {**meta, "retrained": False}
+    net, test_accuracy = train_feature_net(train, test, device)
+    meta = {"checksum": checksum, "test_accuracy": test_accuracy, "arch": net.arch}
+    state = {k: v.cpu() for k, v in net.state_dict().items()}
+    atomic_torch_save({**meta, "state_dict": state}, path)
+    return net.eval(), {**meta, "retrained": True}
+
+
+def _read_cache(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a corrupt or foreign file is retrained over, like a stale one
+        return None
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then os.replace onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
