@@ -15,8 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 tune: install
-	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) -m models.train --model gan --loss hinge --z-dim 32 \
-		--dataset fashion_mnist --limit 10000 --epochs 1 --out runs/train
+	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) tuner/run.py --space smoke --model both --storage-path $(CURDIR)/runs
 
 test: install
 	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -82,18 +82,19 @@ def _pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def history_signals(history) -> tuple[bool, bool, list[str]]:
     """(diverged, collapsing, reasons) from recent training metrics, oldest first.
 
-    Divergence: any non-finite loss or a `diverged` flag. Collapse: over the last
+    Entries are GAN (`d_loss`, `g_loss`) or VAE (`loss`) metrics. Divergence: any non-finite
+    loss or a `diverged` flag. Collapse: over the last
     HISTORY_WINDOW entries the D loss stays below D_LOSS_PINNED while the G loss climbs by
     G_LOSS_CLIMB_RATIO, i.e. the discriminator wins outright and the generator cannot recover.
     """
     history = list(history or [])
     reasons = []
     non_finite = [i for i, h in enumerate(history)
-                  if not (math.isfinite(h["d_loss"]) and math.isfinite(h["g_loss"])) or h.get("diverged")]
+                  if h.get("diverged") or not all(math.isfinite(v) for k, v in h.items() if k != "diverged")]
     if non_finite:
         reasons.append(f"training diverged: non-finite loss or diverged flag at history entry {non_finite[0]}")
     window = history[-HISTORY_WINDOW:]
-    collapsing = (not non_finite and len(window) == HISTORY_WINDOW
+    collapsing = (not non_finite and len(window) == HISTORY_WINDOW and all("d_loss" in h for h in window)
                   and all(0 <= h["d_loss"] < D_LOSS_PINNED for h in window)
                   and all(b["g_loss"] >= a["g_loss"] for a, b in zip(window, window[1:]))
                   and window[-1]["g_loss"] >= G_LOSS_CLIMB_RATIO * window[0]["g_loss"] > 0)

@@ -1,0 +1,77 @@
+"""Search spaces: conditional parameters appear only when they apply; the seed grid is exact."""
+
+import optuna
+import pytest
+from ray.tune.search.optuna import OptunaSearch
+
+from models.config import GANConfig, VAEConfig
+from search_spaces import SPACES, seed_grid
+from tuner.objective import COLLAPSE_PENALTY, DIVERGED_OBJECTIVE, end_reason, objective
+
+CONDITIONAL = {"clip_value": "wgan", "gp_lambda": "wgan-gp", "real_label": "bce"}
+
+
+def sample_configs(space, n=60, seed=0):
+    searcher = OptunaSearch(space=space, metric="objective", mode="min", seed=seed)
+    searcher.set_search_properties("objective", "min", {})
+    return [searcher.suggest(f"t{i}") for i in range(n)]
+
+
+@pytest.mark.parametrize("key", [("full", "gan"), ("smoke", "gan")])
+def test_conditional_gan_parameters_appear_only_with_their_loss(key):
+    configs = sample_configs(SPACES[key])
+    assert {c["loss"] for c in configs} == {"bce", "hinge", "wgan", "wgan-gp"}
+    for config in configs:
+        for param, loss in CONDITIONAL.items():
+            assert (param in config) == (config["loss"] == loss), config
+        GANConfig.from_dict({k: v for k, v in config.items() if k not in ("model", "dataset")})
+
+
+def test_full_gan_space_ranges():
+    configs = sample_configs(SPACES[("full", "gan")], n=100)
+    assert all(1e-5 <= c["lr_g"] <= 1e-3 and 1e-5 <= c["lr_d"] <= 1e-3 for c in configs)
+    assert {c["z_dim"] for c in configs} == {32, 64, 128} and {c["arch"] for c in configs} == {"dcgan", "mlp"}
+    assert {c["n_critic"] for c in configs} == {1, 2, 3, 4, 5}
+    assert all(0.005 <= c["clip_value"] <= 0.1 for c in configs if c["loss"] == "wgan")
+    assert not any("beta1" in c for c in configs if c["loss"] == "wgan")  # RMSprop has no beta1
+
+
+def test_both_space_yields_valid_configs_of_each_family():
+    configs = sample_configs(SPACES[("full", "both")], n=40)
+    assert {c["model"] for c in configs} == {"gan", "vae"}
+    for c in configs:
+        hyper = {k: v for k, v in c.items() if k != "model"}
+        (GANConfig if c["model"] == "gan" else VAEConfig).from_dict(hyper)
+        assert ("latent_dim" in c) == (c["model"] == "vae") and ("loss" in c) == (c["model"] == "gan")
+
+
+def test_spaces_are_plain_functions_of_an_optuna_trial():
+    trial = optuna.trial.FixedTrial({"loss": "wgan", "arch": "mlp", "z_dim": 32, "lr_g": 1e-4, "lr_d": 1e-4,
+                                     "n_critic": 5, "clip_value": 0.02, "batch_size": 64,
+                                     "spectral_norm": False})
+    assert SPACES[("full", "gan")](trial) == {"model": "gan"}
+
+
+def test_seed_grid_is_the_labs_grid():
+    points = seed_grid(epochs=10)
+    gans = [p for p in points if p["model"] == "gan"]
+    vaes = [p for p in points if p["model"] == "vae"]
+    assert len(gans) == 12 and len(vaes) == 6 and all(p["epochs"] == 10 for p in points)
+    assert {(p["dataset"], p["loss"], p["z_dim"]) for p in gans} == {
+        (d, loss, z) for d in ("mnist", "fashion_mnist") for loss in ("hinge", "bce") for z in (32, 64, 128)}
+    assert {(p["dataset"], p["latent_dim"]) for p in vaes} == {
+        (d, z) for d in ("mnist", "fashion_mnist") for z in (8, 16, 32)}
+
+
+def test_collapsed_and_diverged_trials_always_lose():
+    worst_healthy = objective(COLLAPSE_PENALTY * 0.99, collapsed=False, diverged=False)
+    best_collapsed = objective(0.0, collapsed=True, diverged=False)
+    assert worst_healthy < best_collapsed < objective(5.0, collapsed=False, diverged=True) == DIVERGED_OBJECTIVE
+    assert objective(float("nan"), collapsed=False, diverged=False) == DIVERGED_OBJECTIVE
+
+
+def test_end_reason_rule():
+    assert end_reason(True, 0, 2, False) == "diverged"
+    assert end_reason(False, 1, 2, False) is None
+    assert end_reason(False, 2, 2, False) == "collapse"
+    assert end_reason(False, 0, 2, True) == "completed"

@@ -1,0 +1,70 @@
+"""The trainable on a real in-process Ray instance with a logical GPU: fractional sharing,
+divergence ending a trial, and the checkpoint a restarted trial resumes from."""
+
+import pandas as pd
+import pytest
+import ray
+import torch
+from ray import tune
+
+from models.evaluation import Evaluator
+from tuner.objective import CollapseStopper
+from tuner.trainable import TRAINER_STATE, TrialSettings, train_trial
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_with_one_logical_gpu():
+    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def datasets(fashion_train, data_dir):
+    evaluator = Evaluator.for_dataset("fashion_mnist", data_dir, n_samples=200)
+    return {"fashion_mnist": (fashion_train.subset(4096, seed=0), evaluator)}
+
+
+def run_trials(datasets, tmp_path, param_space, gpus=0.0, stop=None):
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, datasets=datasets, settings=TrialSettings(eval_samples=200)),
+        {"cpu": 1, "gpu": gpus})
+    base = {"model": "gan", "dataset": "fashion_mnist", "width": 16, "batch_size": 64, "epochs": 2}
+    tuner = tune.Tuner(trainable, param_space={**base, **param_space},
+                       tune_config=tune.TuneConfig(metric="objective", mode="min"),
+                       run_config=tune.RunConfig(storage_path=str(tmp_path), name="exp", stop=stop, verbose=0))
+    return tuner.fit()
+
+
+def test_quarter_gpu_trials_run_four_at_once(ray_with_one_logical_gpu, datasets, tmp_path):
+    results = run_trials(datasets, tmp_path, {"seed": tune.grid_search([0, 1, 2, 3])}, gpus=0.25)
+    assert not results.errors
+    spans = []
+    for result in results:
+        history = result.metrics_dataframe
+        end = history["timestamp"].max()
+        spans.append((end - history["time_total_s"].max(), end))
+    assert max(start for start, _ in spans) < min(end for _, end in spans)  # all four overlapped
+    assert all(result.metrics["device"] == "cpu" for result in results)  # no CUDA here: logical GPU only
+
+
+def test_absurd_learning_rate_diverges_while_the_rest_finish(ray_with_one_logical_gpu, datasets, tmp_path):
+    results = run_trials(datasets, tmp_path, {"loss": "bce", "lr_g": tune.grid_search([2e-4, 1e3]),
+                                              "lr_d": tune.grid_search([2e-4])}, stop=CollapseStopper())
+    by_lr = {r.config["lr_g"]: r for r in results}
+    assert by_lr[1e3].metrics["end_reason"] == "diverged"
+    assert by_lr[1e3].metrics["training_iteration"] == 1  # stopped at once
+    assert by_lr[2e-4].metrics["training_iteration"] == 2
+    assert by_lr[2e-4].metrics["end_reason"] in ("completed", "collapse")
+
+
+def test_checkpoint_holds_the_trainer_state_to_resume_from(ray_with_one_logical_gpu, datasets, tmp_path):
+    results = run_trials(datasets, tmp_path, {"seed": 5})
+    result = results[0]
+    with result.checkpoint.as_directory() as path:
+        state = torch.load(f"{path}/{TRAINER_STATE}", weights_only=False)
+    assert state["trainer"]["step"] == result.metrics["step"] and len(state["history"]) == 2
+    frame = pd.DataFrame(result.metrics_dataframe)
+    assert frame["epoch"].tolist() == [1.0, 2.0]

@@ -1,0 +1,43 @@
+"""The one number ASHA and the searcher minimise, and the rule that ends collapsed trials.
+
+How they work together: every report carries `objective`. A healthy trial's objective is its
+FID. A trial whose detector fires reports FID + COLLAPSE_PENALTY, which is worse than any
+healthy trial, so at its next ASHA rung it falls in the bottom fraction and is dropped, and the
+searcher learns that region is bad. Independently, `CollapseStopper` ends a trial at once when
+its report says `end_reason` is "collapse" (the detector fired `collapse_patience` evaluations in
+a row) or "diverged" (non-finite losses or images), without waiting for a rung.
+"""
+
+import math
+
+from ray import tune
+
+COLLAPSE_PENALTY = 1e4  # added to FID: above any healthy trial's FID in our feature space
+DIVERGED_OBJECTIVE = 1e6  # non-finite losses or images: worse than any collapsed trial
+STOPPING_REASONS = ("collapse", "diverged")
+
+
+def objective(fid: float, collapsed: bool, diverged: bool) -> float:
+    """Lower is better; collapsed and diverged trials always lose to healthy ones."""
+    if diverged or not math.isfinite(fid):
+        return DIVERGED_OBJECTIVE
+    return fid + COLLAPSE_PENALTY if collapsed else fid
+
+
+def end_reason(diverged: bool, collapse_streak: int, patience: int, finished: bool) -> str | None:
+    """Why the trial ends after this report, or None if it goes on (ASHA may still stop it)."""
+    if diverged:
+        return "diverged"
+    if collapse_streak >= patience:
+        return "collapse"
+    return "completed" if finished else None
+
+
+class CollapseStopper(tune.Stopper):
+    """Stops a trial whose latest report says it collapsed (M evaluations in a row) or diverged."""
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return result.get("end_reason") in STOPPING_REASONS
+
+    def stop_all(self) -> bool:
+        return False

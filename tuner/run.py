@@ -1,0 +1,225 @@
+"""Search GAN/VAE hyperparameters on Ray Tune with Optuna (TPE) and collapse-aware ASHA.
+
+Local:            python tuner/run.py --space smoke
+Running cluster:  RAY_ADDRESS=http://HEAD:8265 ray job submit -- python tuner/run.py ARGS
+                  RAY_ADDRESS=HEAD:6379 python tuner/run.py ARGS
+Cluster launcher: ray submit cluster.yaml tuner/run.py -- ARGS
+Resume:           python tuner/run.py --name NAME --storage-path PATH --resume
+"""
+
+import os
+import socket
+import sys
+from functools import partial
+import time
+from pathlib import Path
+
+from models.data import DATASETS, load_dataset
+from models.errors import ArgumentParser, UserInputError, exit_on_user_error, require_positive
+
+PRESETS = {  # defaults each --space brings; explicit flags override them
+    "full": dict(num_samples=20, epochs=10, limit=None, eval_samples=2000, early_stop=True),
+    "smoke": dict(num_samples=4, epochs=2, limit=2000, eval_samples=500, early_stop=True),
+    "seed-grid": dict(num_samples=None, epochs=10, limit=None, eval_samples=2000, early_stop=False),
+}
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="tuner/run.py", description=__doc__.split("\n")[0],
+                       epilog="Flags left unset take the --space preset's defaults.")
+    p.add_argument("--model", choices=("gan", "vae", "both"), default="gan", help="model family to search")
+    p.add_argument("--space", choices=tuple(PRESETS), default="full",
+                   help="full: the whole Optuna space; smoke: tiny nets and data, about a minute on CPU; "
+                        "seed-grid: the lab's exact grid (both MNISTs, every run to the end)")
+    p.add_argument("--dataset", nargs="+", choices=DATASETS,
+                   help="dataset(s); default fashion_mnist (seed-grid: mnist fashion_mnist)")
+    p.add_argument("--data-dir", help="dataset directory on the driver (default: $GANTUNE_DATA_DIR or "
+                   "~/.cache/gantune/datasets); trials get the data through Ray's object store")
+    p.add_argument("--num-samples", type=int, help="trials to run (default: 20 full, 4 smoke, grid size)")
+    p.add_argument("--epochs", type=int, help="epochs per trial, also ASHA's max_t (default: 10, smoke 2)")
+    p.add_argument("--limit", type=int, help="train on a fixed random subset of this many images (smoke: 2000)")
+    p.add_argument("--eval-samples", type=int, help="generated images per evaluation (default 2000, smoke 500)")
+    p.add_argument("--steps-per-report", type=int, default=0,
+                   help="report/checkpoint every N training steps instead of every epoch")
+    p.add_argument("--gpus-per-trial", type=float,
+                   help="GPU share per trial, e.g. 0.25 = 4 trials per GPU (default: 0.25 if the cluster "
+                        "has GPUs, else 0)")
+    p.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs per trial (default: 1)")
+    p.add_argument("--max-concurrent", type=int, help="cap on trials running at once (default: as resources allow)")
+    p.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial can be stopped")
+    p.add_argument("--reduction-factor", type=float, default=2, help="ASHA: keep the top 1/N at each rung")
+    p.add_argument("--no-early-stop", action="store_true",
+                   help="no ASHA and no collapse stopper: every trial runs to the end")
+    p.add_argument("--collapse-patience", type=int, default=2,
+                   help="stop a trial after the detector fires this many evaluations in a row (default: 2)")
+    p.add_argument("--keep-checkpoints", type=int, default=2,
+                   help="best checkpoints kept per trial, by objective (the latest is always kept too)")
+    p.add_argument("--max-failures", type=int, default=2, help="restarts of a failed trial from its last checkpoint")
+    p.add_argument("--storage-path", default=str(Path("runs").resolve()),
+                   help="where results go: a local directory or a pyarrow URI such as s3://bucket/path "
+                        "(default: ./runs)")
+    p.add_argument("--name", help="experiment name (default: gantune-<space>-<time>)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the searcher and every trial (default: 0)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted experiment --name in --storage-path; finished trials are not rerun")
+    return p
+
+
+def resolve_args(args):
+    preset = PRESETS[args.space]
+    for key in ("num_samples", "epochs", "limit", "eval_samples"):
+        if getattr(args, key) is None:
+            setattr(args, key, preset[key])
+    args.early_stop = preset["early_stop"] and not args.no_early_stop
+    args.dataset = args.dataset or (["mnist", "fashion_mnist"] if args.space == "seed-grid" else ["fashion_mnist"])
+    for key in ("epochs", "eval_samples", "cpus_per_trial", "reduction_factor", "collapse_patience",
+                "keep_checkpoints", "grace_period"):
+        require_positive(key.replace("_", "-"), getattr(args, key))
+    for key in ("num_samples", "limit", "max_concurrent"):
+        if getattr(args, key) is not None:
+            require_positive(key.replace("_", "-"), getattr(args, key))
+    if args.max_failures < 0 or args.steps_per_report < 0:
+        raise UserInputError("max-failures and steps-per-report: must be >= 0")
+    gpus = args.gpus_per_trial
+    if gpus is not None and (gpus < 0 or (gpus > 1 and gpus != int(gpus))):
+        raise UserInputError(f"gpus-per-trial: {gpus} is not allowed; use a fraction in [0, 1] or a whole number")
+    if args.space != "seed-grid" and len(args.dataset) > 1:
+        raise UserInputError("dataset: an Optuna search takes one dataset; run one search per dataset")
+    args.name = args.name or f"gantune-{args.space}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_storage(args.storage_path)
+    return args
+
+
+def check_storage(storage_path: str) -> None:
+    """Fail before any trial starts if results could not be written."""
+    if "://" in storage_path:
+        import pyarrow.fs
+        try:
+            pyarrow.fs.FileSystem.from_uri(storage_path)
+        except Exception as err:
+            raise UserInputError(f"storage-path: {storage_path} is not a usable pyarrow URI ({err})") from None
+        return
+    path = Path(storage_path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise UserInputError(f"storage-path: {storage_path} is not writable ({err.strerror})") from None
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Ray waits minutes on a dead address; a plain TCP connect tells in seconds."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserInputError(f"RAY_ADDRESS: {address!r} is not HOST:PORT, ray://HOST:PORT or http://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise UserInputError(f"RAY_ADDRESS: cannot reach the Ray cluster at {address} ({err})") from None
+
+
+def connect_ray() -> None:
+    import ray
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        check_reachable(address)
+    try:
+        ray.init(address=address, log_to_driver=True, include_dashboard=False if not address else None)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise UserInputError(f"RAY_ADDRESS: cannot connect to the Ray cluster at {address!r} ({err})".split("\n")[0]) from None
+
+
+def load_datasets(args) -> dict:
+    """name -> (training Dataset, Evaluator), built once on the driver and shipped via the object store."""
+    from models.evaluation import Evaluator
+    datasets = {}
+    for name in args.dataset:
+        train = load_dataset(name, args.data_dir, train=True)
+        if args.limit:
+            train = train.subset(args.limit, seed=args.seed)
+        datasets[name] = (train, Evaluator.for_dataset(name, args.data_dir, n_samples=args.eval_samples))
+    return datasets
+
+
+def build_tuner(args, datasets: dict):
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+    from ray.tune.search.optuna import OptunaSearch
+
+    from search_spaces import SPACES, seed_grid, with_constants
+    from tuner.objective import CollapseStopper
+    from tuner.trainable import TrialSettings, train_trial
+
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (0.25 if cluster_gpus else 0)
+    if gpus > cluster_gpus:
+        raise UserInputError(f"gpus-per-trial: {gpus} requested but the cluster has {cluster_gpus:g} GPU(s)")
+    settings = TrialSettings(args.eval_samples, args.collapse_patience, args.steps_per_report)
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, datasets=datasets, settings=settings),
+        {"cpu": args.cpus_per_trial, "gpu": gpus})
+    run_config = tune.RunConfig(
+        name=args.name, storage_path=args.storage_path,
+        stop=CollapseStopper() if args.early_stop else None,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=args.keep_checkpoints,
+                                                checkpoint_score_attribute="objective",
+                                                checkpoint_score_order="min"),
+        failure_config=tune.FailureConfig(max_failures=args.max_failures))
+    if args.resume:
+        path = f"{args.storage_path.rstrip('/')}/{args.name}"
+        if not tune.Tuner.can_restore(path):
+            raise UserInputError(f"resume: no experiment to resume at {path}")
+        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+
+    constants = {"dataset": args.dataset[0], "epochs": args.epochs, "seed": args.seed}
+    if args.space == "seed-grid":
+        models = ("gan", "vae") if args.model == "both" else (args.model,)
+        points = [{**p, "seed": args.seed} for p in seed_grid(args.dataset, models, args.epochs)]
+        searcher, num_samples = BasicVariantGenerator(points_to_evaluate=points), len(points)
+    else:
+        space = partial(with_constants, SPACES[(args.space, args.model)], constants)
+        searcher = OptunaSearch(space=space, metric="objective", mode="min", seed=args.seed)
+        num_samples = args.num_samples
+    scheduler = (ASHAScheduler(time_attr="epoch", max_t=args.epochs, grace_period=args.grace_period,
+                               reduction_factor=args.reduction_factor)
+                 if args.early_stop else FIFOScheduler())
+    tune_config = tune.TuneConfig(metric="objective", mode="min", search_alg=searcher, scheduler=scheduler,
+                                  num_samples=num_samples, max_concurrent_trials=args.max_concurrent)
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+
+
+def print_summary(results) -> None:
+    frame = results.get_dataframe(filter_metric="objective", filter_mode="min")
+    if frame.empty:
+        print("no trial reported any result")
+        return
+    columns = [c for c in ("trial_id", "config/model", "config/loss", "config/z_dim", "config/latent_dim",
+                           "fid", "fid_floor", "collapsed", "end_reason", "objective", "training_iteration")
+               if c in frame]
+    print("\nTrials ranked by their best objective (lower is better):")
+    print(frame.sort_values("objective")[columns].to_string(index=False))
+    best = results.get_best_result(metric="objective", mode="min", scope="all")
+    print(f"\nbest: fid={best.metrics['fid']:.3f} (floor {best.metrics['fid_floor']:.3f}) config={best.config}")
+    print(f"results: {results.experiment_path}")
+
+
+def main(argv=None) -> None:
+    args = resolve_args(build_parser().parse_args(argv))
+    connect_ray()
+    datasets = load_datasets(args)
+    results = build_tuner(args, datasets).fit()
+    print_summary(results)
+    errors = [r for r in results if r.error]
+    if errors:
+        print(f"{len(errors)} trial(s) errored; see their error.txt under {results.experiment_path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    exit_on_user_error(main)
