@@ -118,7 +118,7 @@ def main():
     p.add_argument("--steps", type=int, default=0,
                    help="training steps (batches) per arm per measured round; 0 = per-arch default "
                         f"(cpu {AUTO_STEPS['cpu']}, cuda {AUTO_STEPS['cuda']})")
-    p.add_argument("--rounds", type=int, default=9, help="measured rounds per arch, arms alternating (medians reported)")
+    p.add_argument("--rounds", type=int, default=15, help="measured rounds per arch, arms alternating (medians reported)")
     p.add_argument("--warmup", type=int, default=10, help="unmeasured steps per arm before the rounds")
     p.add_argument("--archs", nargs="+", default=["dcgan", "mlp"], choices=("dcgan", "mlp"), help="GANs to measure")
     p.add_argument("--batch-size", type=int, default=64, help="batch size of both arms")

@@ -4,6 +4,8 @@ Conventions follow torch-fidelity / pytorch-fid: features are an N x D float arr
 statistics are the mean and the unbiased covariance, and all maths runs in float64 numpy.
 """
 
+import warnings
+
 import numpy as np
 from scipy import linalg
 
@@ -36,7 +38,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
         raise UserInputError(f"frechet_distance: mismatched statistics, means {mu1.shape} vs {mu2.shape}, "
                              f"covariances {sigma1.shape} vs {sigma2.shape}")
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    with warnings.catch_warnings():
+        # a singular product (e.g. dead ReLU features) is expected; only a non-finite root needs the offset
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
         offset = np.eye(sigma1.shape[0]) * SQRTM_EPS
         covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
