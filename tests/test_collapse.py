@@ -153,3 +153,10 @@ def test_discriminator_winning_outright_is_a_collapse_signal():
 ])
 def test_normal_or_short_histories_raise_no_signal(history):
     assert history_signals(history) == (False, False, [])
+
+
+def test_a_signal_exactly_at_its_threshold_is_not_collapse():
+    at_threshold = detect_collapse(coverage_fraction=0.8, entropy=0.95, kl=0.1, diversity=0.9)
+    just_below = detect_collapse(coverage_fraction=0.7, entropy=0.95, kl=0.1, diversity=0.9)
+    assert not at_threshold["collapsed"] and at_threshold["reasons"] == []
+    assert just_below["collapsed"] and just_below["reasons"] == ["coverage 70% of classes < 80%"]

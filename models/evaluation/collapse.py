@@ -114,11 +114,12 @@ def detect_collapse(coverage_fraction: float, entropy: float, kl: float, diversi
                     non_finite_images: bool = False, history=None) -> dict:
     """Combine the signals into {collapse_score, collapsed, diverged, reasons}.
 
-    Each sample signal maps to a severity in [0, 1] that is 0.5 exactly at its threshold;
-    collapse_score is the largest severity (1 when diverged), and collapsed is
-    collapse_score >= 0.5. Divergence (non-finite images, pixel noise - roughness far above
-    the real data's -, blank images, non-finite losses) also sets collapsed, since such a trial
-    must lose as well; `diverged` tells it apart from mode collapse.
+    Each sample signal maps to a severity in [0, 1] that is 0.5 at its threshold; collapsed is
+    True when a signal is strictly beyond its threshold (or the losses say so). collapse_score
+    is the largest severity: at least 0.5 when collapsed, at most 0.5 otherwise (1 when diverged).
+    Divergence (non-finite images, pixel noise - roughness far above the real data's -, blank
+    images, non-finite losses) also sets collapsed, since such a trial must lose as well;
+    `diverged` tells it apart from mode collapse.
     """
     reasons = []
     history_diverged, history_collapsing, history_reasons = history_signals(history)
@@ -134,15 +135,16 @@ def detect_collapse(coverage_fraction: float, entropy: float, kl: float, diversi
     diverged = non_finite_images or noisy or blank or history_diverged
     if diverged:
         return {"collapse_score": 1.0, "collapsed": True, "diverged": True, "reasons": reasons}
-    severities = {
-        f"coverage {coverage_fraction:.0%} of classes < {COVERAGE_MIN_FRACTION:.0%}":
-            _severity_low(coverage_fraction, COVERAGE_MIN_FRACTION),
-        f"class entropy {entropy:.2f} < {ENTROPY_MIN}": _severity_low(entropy, ENTROPY_MIN),
-        f"KL to label distribution {kl:.2f} > {KL_MAX}": float(np.clip(0.5 * kl / KL_MAX, 0, 1)),
-        f"diversity {diversity:.2f} of real < {DIVERSITY_MIN}": _severity_low(min(diversity, 1.0), DIVERSITY_MIN),
-    }
-    reasons += [reason for reason, severity in severities.items() if severity >= 0.5]
-    score = max(severities.values())
-    if history_collapsing:
-        score = max(score, 0.5)
-    return {"collapse_score": score, "collapsed": score >= 0.5, "diverged": False, "reasons": reasons}
+    signals = [  # (reason, severity, beyond its threshold)
+        (f"coverage {coverage_fraction:.0%} of classes < {COVERAGE_MIN_FRACTION:.0%}",
+         _severity_low(coverage_fraction, COVERAGE_MIN_FRACTION), coverage_fraction < COVERAGE_MIN_FRACTION),
+        (f"class entropy {entropy:.2f} < {ENTROPY_MIN}", _severity_low(entropy, ENTROPY_MIN), entropy < ENTROPY_MIN),
+        (f"KL to label distribution {kl:.2f} > {KL_MAX}", float(np.clip(0.5 * kl / KL_MAX, 0, 1)), kl > KL_MAX),
+        (f"diversity {diversity:.2f} of real < {DIVERSITY_MIN}", _severity_low(min(diversity, 1.0), DIVERSITY_MIN),
+         diversity < DIVERSITY_MIN),
+    ]
+    reasons += [reason for reason, _, beyond in signals if beyond]
+    collapsed = history_collapsing or any(beyond for _, _, beyond in signals)
+    score = max(severity for _, severity, _ in signals)
+    score = max(score, 0.5) if collapsed else score
+    return {"collapse_score": score, "collapsed": collapsed, "diverged": False, "reasons": reasons}
