@@ -21,6 +21,9 @@ LOSS_DEFAULTS = {
 }
 
 
+LOSS_SPECIFIC = {"clip_value": "wgan", "gp_lambda": "wgan-gp", "real_label": "bce"}  # field: the loss it applies to
+
+
 def _from_dict(cls, values: dict):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)

@@ -1,6 +1,8 @@
 """The trainable on a real in-process Ray instance with a logical GPU: fractional sharing,
 divergence ending a trial, and the checkpoint a restarted trial resumes from."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import ray
@@ -9,7 +11,7 @@ from ray import tune
 
 from models.evaluation import Evaluator
 from tuner.objective import CollapseStopper
-from tuner.trainable import TRAINER_STATE, TrialSettings, train_trial
+from tuner.trainable import GRIDS, TRAINER_STATE, TrialSettings, train_trial
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +67,8 @@ def test_checkpoint_holds_the_trainer_state_to_resume_from(ray_with_one_logical_
     result = results[0]
     with result.checkpoint.as_directory() as path:
         state = torch.load(f"{path}/{TRAINER_STATE}", weights_only=False)
+        grids = sorted(p.name for p in (Path(path) / GRIDS).iterdir())
     assert state["trainer"]["step"] == result.metrics["step"] and len(state["history"]) == 2
+    assert grids == sorted(state["grids"]) == ["epoch_1.png", "epoch_2.png"]  # every report's grid, for the report
     frame = pd.DataFrame(result.metrics_dataframe)
     assert frame["epoch"].tolist() == [1.0, 2.0]

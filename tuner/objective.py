@@ -5,7 +5,9 @@ FID. A trial whose detector fires reports FID + COLLAPSE_PENALTY, which is worse
 healthy trial, so at its next ASHA rung it falls in the bottom fraction and is dropped, and the
 searcher learns that region is bad. Independently, `CollapseStopper` ends a trial at once when
 its report says `end_reason` is "collapse" (the detector fired `collapse_patience` evaluations in
-a row) or "diverged" (non-finite losses or images), without waiting for a rung.
+a row after the warm-up) or "diverged" (non-finite losses or images), without waiting for a rung.
+The warm-up (`collapse_warmup` epochs) exists because a young GAN draws only a few classes and so
+looks collapsed: during it the verdict is penalised in the objective but never stops the trial.
 """
 
 import math

@@ -7,6 +7,7 @@ Cluster launcher: ray submit cluster.yaml tuner/run.py -- ARGS
 Resume:           python tuner/run.py --name NAME --storage-path PATH --resume
 """
 
+import math
 import os
 import socket
 import sys
@@ -52,6 +53,9 @@ def build_parser() -> ArgumentParser:
                    help="no ASHA and no collapse stopper: every trial runs to the end")
     p.add_argument("--collapse-patience", type=int, default=2,
                    help="stop a trial after the detector fires this many evaluations in a row (default: 2)")
+    p.add_argument("--collapse-warmup", type=float,
+                   help="epochs in which a collapsed verdict is penalised but never stops the trial: young "
+                        "GANs cover few classes and look collapsed (default: a third of --epochs, rounded up)")
     p.add_argument("--keep-checkpoints", type=int, default=2,
                    help="best checkpoints kept per trial, by objective (the latest is always kept too)")
     p.add_argument("--max-failures", type=int, default=2, help="restarts of a failed trial from its last checkpoint")
@@ -71,6 +75,8 @@ def resolve_args(args):
         if getattr(args, key) is None:
             setattr(args, key, preset[key])
     args.early_stop = preset["early_stop"] and not args.no_early_stop
+    if args.collapse_warmup is None:
+        args.collapse_warmup = math.ceil(args.epochs / 3) if args.epochs and args.epochs > 0 else 0
     args.dataset = args.dataset or (["mnist", "fashion_mnist"] if args.space == "seed-grid" else ["fashion_mnist"])
     for key in ("epochs", "eval_samples", "cpus_per_trial", "reduction_factor", "collapse_patience",
                 "keep_checkpoints", "grace_period"):
@@ -78,6 +84,8 @@ def resolve_args(args):
     for key in ("num_samples", "limit", "max_concurrent"):
         if getattr(args, key) is not None:
             require_positive(key.replace("_", "-"), getattr(args, key))
+    if args.collapse_warmup < 0:
+        raise UserInputError(f"collapse-warmup: {args.collapse_warmup:g} is not allowed; use epochs >= 0")
     if args.max_failures < 0 or args.steps_per_report < 0:
         raise UserInputError("max-failures and steps-per-report: must be >= 0")
     gpus = args.gpus_per_trial
@@ -150,18 +158,18 @@ def build_tuner(args, datasets: dict):
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search.basic_variant import BasicVariantGenerator
     from ray.tune.search.optuna import OptunaSearch
 
     from search_spaces import SPACES, seed_grid, with_constants
     from tuner.objective import CollapseStopper
+    from tuner.searchers import FixedConfigs
     from tuner.trainable import TrialSettings, train_trial
 
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (0.25 if cluster_gpus else 0)
     if gpus > cluster_gpus:
         raise UserInputError(f"gpus-per-trial: {gpus} requested but the cluster has {cluster_gpus:g} GPU(s)")
-    settings = TrialSettings(args.eval_samples, args.collapse_patience, args.steps_per_report)
+    settings = TrialSettings(args.eval_samples, args.collapse_patience, args.steps_per_report, args.collapse_warmup)
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, datasets=datasets, settings=settings),
         {"cpu": args.cpus_per_trial, "gpu": gpus})
@@ -182,7 +190,7 @@ def build_tuner(args, datasets: dict):
     if args.space == "seed-grid":
         models = ("gan", "vae") if args.model == "both" else (args.model,)
         points = [{**p, "seed": args.seed} for p in seed_grid(args.dataset, models, args.epochs)]
-        searcher, num_samples = BasicVariantGenerator(points_to_evaluate=points), len(points)
+        searcher, num_samples = FixedConfigs(points), len(points)
     else:
         space = partial(with_constants, SPACES[(args.space, args.model)], constants)
         searcher = OptunaSearch(space=space, metric="objective", mode="min", seed=args.seed)
@@ -195,19 +203,41 @@ def build_tuner(args, datasets: dict):
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
 
 
-def print_summary(results) -> None:
-    frame = results.get_dataframe(filter_metric="objective", filter_mode="min")
-    if frame.empty:
-        print("no trial reported any result")
-        return
-    columns = [c for c in ("trial_id", "config/model", "config/loss", "config/z_dim", "config/latent_dim",
-                           "fid", "fid_floor", "collapsed", "end_reason", "objective", "training_iteration")
-               if c in frame]
-    print("\nTrials ranked by their best objective (lower is better):")
-    print(frame.sort_values("objective")[columns].to_string(index=False))
-    best = results.get_best_result(metric="objective", mode="min", scope="all")
-    print(f"\nbest: fid={best.metrics['fid']:.3f} (floor {best.metrics['fid_floor']:.3f}) config={best.config}")
-    print(f"results: {results.experiment_path}")
+def plain(value):
+    """numpy scalars as Python numbers, whole floats as ints, for a readable config line."""
+    value = value.item() if hasattr(value, "item") else value
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+SUMMARY_COLUMNS = ["rank", "trial_id", "model", "loss", "z_dim", "latent_dim", "best_fid", "fid_floor", "health",
+                   "end_reason", "epochs_run"]
+
+
+def print_summary(experiment_path: str):
+    """The ranked trials (tuner.analysis's rule), the best config, and the written report."""
+    import optuna
+
+    from tuner.analysis import load_trials, write_report
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trials = load_trials(experiment_path)
+    if "best_fid" not in trials or trials["best_fid"].isna().all():
+        print("no trial reported an evaluation")
+        return trials
+    columns = [c for c in SUMMARY_COLUMNS if c in trials and trials[c].notna().any()]
+    print("\nTrials ranked (healthy first, then by best FID; see tuner/analysis/ranking.py):")
+    print(trials[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    best = trials.iloc[0]
+    config = {k: plain(best[k]) for k in ("model", "dataset", "loss", "z_dim", "latent_dim", "lr", "lr_g", "lr_d", "arch",
+                                   "n_critic", "clip_value", "gp_lambda", "beta1", "batch_size")
+              if k in best and best[k] == best[k]}
+    print(f"\nbest: fid={best['best_fid']:.3f} (floor {best['fid_floor']:.3f}) health={best['health']} "
+          f"trial={best['trial_id']} config={config}")
+    if "://" in experiment_path:
+        print(f"results: {experiment_path} (copy it back and run python -m tuner.analysis on it for the report)")
+        return trials
+    print(f"report: {write_report(experiment_path)}")
+    print(f"results: {experiment_path}")
+    return trials
 
 
 def main(argv=None) -> None:
@@ -215,7 +245,12 @@ def main(argv=None) -> None:
     connect_ray()
     datasets = load_datasets(args)
     results = build_tuner(args, datasets).fit()
-    print_summary(results)
+    trials = print_summary(results.experiment_path)
+    unfinished = trials["end_reason"].isin(["running", "pending"]).sum() if "end_reason" in trials else 0
+    if unfinished:  # Ctrl+C: Tune saved the experiment state and fit() returned early
+        print(f"interrupted with {unfinished} trial(s) unfinished; finish with: python tuner/run.py --name "
+              f"{args.name} --storage-path {args.storage_path} --resume (and the same flags)", file=sys.stderr)
+        sys.exit(130)
     errors = [r for r in results if r.error]
     if errors:
         print(f"{len(errors)} trial(s) errored; see their error.txt under {results.experiment_path}", file=sys.stderr)

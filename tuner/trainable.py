@@ -19,11 +19,13 @@ from ray import tune
 from models.config import GANConfig, VAEConfig
 from models.data import from_gan_range
 from models.gan_trainer import GANTrainer
-from models.grids import save_grid
+from models.grids import save_grid, save_vae_grids
 from models.vae_trainer import VAETrainer
 from tuner.objective import end_reason, objective
 
 TRAINER_STATE = "trainer.pt"
+GRIDS = "grids"  # checkpoint folder with the fixed-noise grid of every report so far: epoch_<epoch>.png
+VAE_GRID_IMAGES = 24  # training images behind the VAE reconstruction and interpolation grids
 RUN_KEYS = ("model", "dataset")  # trial config keys that are not trainer hyperparameters
 
 
@@ -33,6 +35,7 @@ class TrialSettings:
     eval_samples: int = 2000
     collapse_patience: int = 2  # consecutive collapsed evaluations before the stopper ends a trial
     steps_per_report: int = 0  # 0: report once per epoch
+    collapse_warmup: float = 0  # epochs whose collapsed verdicts are penalised but never stop the trial
 
 
 def build_trainer(config: dict, data, device: torch.device):
@@ -55,13 +58,13 @@ def train_trial(config: dict, *, datasets: dict, settings: TrialSettings) -> Non
     data, evaluator = datasets[config["dataset"]]
     evaluator.to(device)
     trainer = build_trainer(config, data, device)
-    history, streak = [], 0
+    history, streak, grids = [], 0, {}
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as path:
             state = torch.load(Path(path) / TRAINER_STATE, map_location=device, weights_only=False)
         trainer.load_state_dict(state["trainer"])
-        history, streak = state["history"], state["collapse_streak"]
+        history, streak, grids = state["history"], state["collapse_streak"], state["grids"]
     epochs = trainer.config.epochs
     is_gan = config["model"] == "gan"
 
@@ -80,14 +83,20 @@ def train_trial(config: dict, *, datasets: dict, settings: TrialSettings) -> Non
         evaluation = evaluator.evaluate(samples, history=history[-5:])
         eval_seconds = time.perf_counter() - eval_started
         diverged = metrics["diverged"] or evaluation["diverged"]
-        streak = streak + 1 if evaluation["collapsed"] else 0
+        streak = streak + 1 if evaluation["collapsed"] and trainer.epoch > settings.collapse_warmup else 0
         reason = end_reason(diverged, streak, settings.collapse_patience, trainer.epoch >= epochs - 1e-9)
 
         with tempfile.TemporaryDirectory() as tmp:
-            torch.save({"trainer": trainer.state_dict(), "history": history, "collapse_streak": streak},
-                       Path(tmp) / TRAINER_STATE)
             grid = trainer.sample()
-            save_grid(from_gan_range(grid) if is_gan else grid, Path(tmp) / "samples.png")
+            grids[f"epoch_{trainer.epoch:g}.png"] = save_grid(
+                from_gan_range(grid) if is_gan else grid, Path(tmp) / "samples.png").read_bytes()
+            (Path(tmp) / GRIDS).mkdir()
+            for name, png in grids.items():  # the latest checkpoint (always kept) holds every epoch's grid
+                (Path(tmp) / GRIDS / name).write_bytes(png)
+            if not is_gan:
+                save_vae_grids(trainer, data.images[:VAE_GRID_IMAGES].to(device), tmp, tag="train")
+            torch.save({"trainer": trainer.state_dict(), "history": history, "collapse_streak": streak,
+                        "grids": grids}, Path(tmp) / TRAINER_STATE)
             report = {
                 **{k: v for k, v in metrics.items() if k != "diverged"},
                 **{k: v for k, v in evaluation.items() if k not in ("reasons", "diverged")},

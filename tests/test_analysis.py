@@ -1,0 +1,186 @@
+"""The analysis module on a tiny real experiment: a healthy VAE, a collapsing GAN and a diverging
+GAN trained by Ray Tune on Fashion-MNIST, read while running, before any report, and at the end."""
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+import ray
+from ray import tune
+
+from models.evaluation import Evaluator
+from tests.conftest import REPO
+from tuner.analysis import load_history, load_trials, write_report
+from tuner.objective import CollapseStopper
+from tuner.searchers import FixedConfigs
+from tuner.trainable import TrialSettings, train_trial
+
+pytestmark = pytest.mark.slow
+ANALYSIS = [sys.executable, "-m", "tuner.analysis"]
+TRIALS = [  # (what it is meant to show, config)
+    ("healthy", {"model": "vae", "latent_dim": 16, "batch_size": 32, "epochs": 5}),
+    ("collapsed", {"model": "gan", "loss": "hinge", "width": 16, "batch_size": 64, "epochs": 2}),
+    ("diverged", {"model": "gan", "loss": "bce", "lr_g": 1e3, "lr_d": 1e3, "width": 16, "batch_size": 64,
+                  "epochs": 2}),
+]
+
+
+def wait_for(condition, fit: threading.Thread, timeout=300.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert fit.is_alive(), "the experiment ended before the condition held"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory, fashion_train, data_dir):
+    """Runs the experiment once; copies of it taken before the first report and while running."""
+    root = tmp_path_factory.mktemp("analysis")
+    datasets = {"fashion_mnist": (fashion_train.subset(10000, seed=0),
+                                  Evaluator.for_dataset("fashion_mnist", data_dir, n_samples=500))}
+    # a young VAE draws few classes: the warm-up lets it reach epoch 5 instead of being stopped
+    settings = TrialSettings(eval_samples=500, collapse_patience=2, collapse_warmup=4)
+    points = [{**config, "dataset": "fashion_mnist", "seed": 0} for _, config in TRIALS]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(train_trial, datasets=datasets, settings=settings), {"cpu": 1}),
+        tune_config=tune.TuneConfig(metric="objective", mode="min", num_samples=len(points),
+                                    search_alg=FixedConfigs(points)),
+        run_config=tune.RunConfig(storage_path=str(root), name="exp", stop=CollapseStopper(), verbose=0))
+    path = root / "exp"
+    fit = threading.Thread(target=tuner.fit)
+    fit.start()
+    try:
+        wait_for(lambda: any(path.glob("experiment_state-*.json")), fit)
+        shutil.copytree(path, root / "before_any_report")
+        wait_for(lambda: any(p.stat().st_size for p in path.glob("*/result.json")), fit)
+        running = load_trials(path)
+    finally:
+        fit.join()
+        ray.shutdown()
+    return {"path": path, "before_any_report": root / "before_any_report", "running": running}
+
+
+@pytest.fixture(scope="module")
+def trials(experiment):
+    return load_trials(experiment["path"])
+
+
+@pytest.fixture(scope="module")
+def report(experiment, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    done = subprocess.run([*ANALYSIS, str(experiment["path"]), "--out", str(out)], capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def by_role(trials: pd.DataFrame) -> dict:
+    roles = {}
+    for role, config in TRIALS:
+        match = trials
+        for key, value in config.items():
+            match = match[match[key] == value]
+        assert len(match) == 1, role
+        roles[role] = match.iloc[0]
+    return roles
+
+
+def test_trials_frame_has_one_ranked_row_per_trial(trials):
+    assert len(trials) == len(TRIALS)
+    for column in ("trial_id", "model", "loss", "z_dim", "latent_dim", "lr_g", "best_fid", "final_fid", "best_kid",
+                   "epoch_of_best_fid", "fid_floor", "d_loss_spread", "g_loss_spread", "max_loss_jump",
+                   "collapsed_fraction", "end_reason", "epochs_run", "wall_time_s", "cpus", "gpus", "rank",
+                   "stability_rank", "health"):
+        assert column in trials, column
+    assert trials["rank"].tolist() == [1, 2, 3]
+    assert sorted(trials["stability_rank"]) == [1, 2, 3]
+    assert (trials["cpus"] == 1).all() and (trials["gpus"] == 0).all()
+
+
+def test_history_has_one_row_per_report(experiment, trials):
+    history = load_history(experiment["path"])
+    assert len(history) == trials["reports"].sum()
+    for _, trial in trials.iterrows():
+        rows = history[history["trial_id"] == trial["trial_id"]]
+        assert rows["training_iteration"].tolist() == list(range(1, trial["reports"] + 1))
+        assert rows["fid"].min() == pytest.approx(trial["best_fid"])
+    assert {"epoch", "fid", "kid", "objective", "collapsed", "d_loss", "loss", "recon", "kl"} <= set(history)
+
+
+def test_end_reasons_and_health_say_what_happened(trials):
+    roles = by_role(trials)
+    assert roles["healthy"]["end_reason"] == "completed" and roles["healthy"]["health"] == "healthy"
+    assert roles["healthy"]["epochs_run"] == 5
+    assert roles["collapsed"]["health"] == "collapsed" and roles["collapsed"]["collapsed_fraction"] > 0
+    assert roles["diverged"]["end_reason"] == "diverged" and roles["diverged"]["health"] == "diverged"
+    assert roles["diverged"]["reports"] == 1  # the stopper ended it at its first report
+
+
+def test_ranking_puts_collapsed_and_diverged_trials_below_the_healthy_one(trials):
+    roles = by_role(trials)
+    assert roles["healthy"]["rank"] < roles["collapsed"]["rank"] < roles["diverged"]["rank"]
+    assert roles["healthy"]["stability_rank"] == 1
+
+
+def test_html_report_is_self_contained_and_every_image_is_a_png(report):
+    page = (report / "report.html").read_text()
+    sources = re.findall(r'<img[^>]*src="([^"]+)"', page)
+    assert len(sources) >= 5
+    assert re.search(r'(href|src)="(?!data:)', page) is None  # nothing fetched from elsewhere
+    for source in sources:
+        assert source.startswith("data:image/png;base64,")
+        image = plt.imread(io.BytesIO(base64.b64decode(source.split(",", 1)[1])), format="png")
+        assert image.shape[0] > 50 and image.shape[1] > 50
+
+
+def test_report_numbers_match_the_frames(report, trials):
+    saved = pd.read_parquet(report / "trials.parquet")
+    assert saved["trial_id"].tolist() == trials["trial_id"].tolist()
+    assert pd.read_csv(report / "trials.csv")["best_fid"].round(6).tolist() == trials["best_fid"].round(6).tolist()
+    markdown = (report / "report.md").read_text()
+    best = trials.iloc[0]
+    assert f"Best trial: {best['trial_id']} ({best['model']}), best FID {best['best_fid']:.2f}" in markdown
+    for _, trial in trials.iterrows():
+        row = next(line for line in markdown.splitlines() if line.startswith(f"| {trial['rank']} | {trial['trial_id']}"))
+        assert f"| {trial['best_fid']:.4g} |" in row and f"| {trial['health']} |" in row
+    for plot in ("fid_per_epoch.png", "gan_dynamics.png", "samples_top_trials.png", "gan_vs_vae.png"):
+        assert (report / "plots" / plot).is_file(), plot
+
+
+def test_reflection_answers_are_computed_from_the_trials(report, trials):
+    markdown = (report / "report.md").read_text()
+    diverged = by_role(trials)["diverged"]
+    assert f"Trial {diverged['trial_id']} (" in markdown and "ended as diverged" in markdown
+    assert "Only latent dim 16 was tried" in markdown  # one VAE: says it cannot answer
+    assert "importance needs at least 4" in markdown  # too few trials for Optuna's importance
+
+
+def test_a_running_experiment_loads(experiment):
+    running = experiment["running"]
+    assert len(running) >= 1
+    assert set(running["end_reason"]) <= {"running", "pending", "completed", "collapse", "diverged", "asha"}
+
+
+def test_an_experiment_with_no_report_gets_a_report_saying_so(experiment, tmp_path):
+    done = subprocess.run([*ANALYSIS, str(experiment["before_any_report"]), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "No finished reports yet" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "report.html").is_file()
+
+
+def test_a_directory_that_is_not_an_experiment_is_one_line_and_exit_2(tmp_path):
+    done = subprocess.run([*ANALYSIS, str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "experiment_dir" in lines[0] and "experiment_state" in lines[0], done.stderr

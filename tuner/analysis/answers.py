@@ -1,0 +1,82 @@
+"""Answers to the seed reports' reflection questions, computed from this experiment's frames.
+
+Each function returns plain sentences built from the numbers; where the experiment cannot
+support an answer (too few trials, no contrast), it says so instead of guessing.
+"""
+
+import pandas as pd
+
+from tuner.analysis.importance import EVALUATOR_NAME, hyperparameters
+
+TOP_PARAMS = 3
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.3g}"
+    return str(value)
+
+
+def influence(found: dict[str, pd.Series], missing: dict[str, str]) -> list[str]:
+    """Which hyperparameters most influenced FID (the objective) and stability (collapse)."""
+    lines = []
+    for key, scores in found.items():
+        top = scores.sort_values(ascending=False).head(TOP_PARAMS)
+        ranked = ", ".join(f"{name} ({score:.2f})" for name, score in top.items())
+        lines.append(f"{key}: the most influential hyperparameters ({EVALUATOR_NAME}) were {ranked}.")
+    for key, why in missing.items():
+        lines.append(f"{key}: cannot say from this experiment: {why}.")
+    return lines or ["No finished trials: nothing to say about hyperparameter influence yet."]
+
+
+def collapses(trials: pd.DataFrame, config_keys) -> list[str]:
+    """Which trials collapsed or diverged, by which signal and when; what the healthy ones shared."""
+    flagged = trials[trials["health"].isin(["collapsed", "diverged"])]
+    healthy = trials[trials["health"] == "healthy"]
+    lines = []
+    for _, t in flagged.iterrows():
+        params = ", ".join(f"{k}={_fmt(t[k])}" for k in config_keys if k in t and pd.notna(t[k])
+                           and k not in ("dataset", "epochs", "seed"))
+        when = (f"first flagged at epoch {t['first_collapse_epoch']:g}" if pd.notna(t.get("first_collapse_epoch"))
+                else "not flagged by the sample detector")
+        signal = t.get("collapse_reasons") if isinstance(t.get("collapse_reasons"), str) else "non-finite losses"
+        lines.append(f"Trial {t['trial_id']} ({params}) {t['health']}: {when} ({signal}); "
+                     f"flagged in {t['collapsed_fraction']:.0%} of its evaluations; ended as {t['end_reason']}.")
+    if flagged.empty:
+        lines.append(f"No trial collapsed or diverged among {len(trials)}.")
+    if healthy.empty:
+        lines.append("No trial was healthy at its end, so there is nothing to contrast the flagged ones with.")
+        return lines
+    if flagged.empty:
+        return lines
+    for key in hyperparameters(trials, config_keys):
+        ok, bad = healthy[key].dropna(), flagged[key].dropna()
+        if ok.empty or bad.empty:
+            continue
+        if pd.api.types.is_numeric_dtype(ok) and ok.nunique() > 4:
+            lines.append(f"{key}: median {_fmt(float(ok.median()))} in healthy trials vs "
+                         f"{_fmt(float(bad.median()))} in flagged ones.")
+        else:
+            common = ok.astype(str).value_counts()
+            value, count = common.index[0], common.iloc[0]
+            bad_share = (bad.astype(str) == value).mean()
+            lines.append(f"{key}: {count} of {len(ok)} healthy trials had {key}={value} "
+                         f"(vs {bad_share:.0%} of flagged ones).")
+    return lines
+
+
+def vae_tradeoff(table: pd.DataFrame) -> list[str]:
+    """How the VAE latent dimension traded reconstruction against sample FID."""
+    if table.empty:
+        return ["No VAE trial reported: nothing to say about the latent dimension."]
+    if len(table) < 2:
+        return [f"Only latent dim {_fmt(table.index[0])} was tried: the trade-off needs at least two."]
+    low, high = table.index.min(), table.index.max()
+    best, best_recon = table["best_fid"].idxmin(), table["recon"].idxmin()
+    return [
+        f"From latent dim {_fmt(low)} to {_fmt(high)}, reconstruction loss per image went {table.loc[low, 'recon']:.1f} -> "
+        f"{table.loc[high, 'recon']:.1f} nats, KL {table.loc[low, 'kl']:.1f} -> {table.loc[high, 'kl']:.1f}, "
+        f"and best sample FID {table.loc[low, 'best_fid']:.1f} -> {table.loc[high, 'best_fid']:.1f}.",
+        f"The lowest sample FID came with latent dim {_fmt(best)} ({table.loc[best, 'best_fid']:.1f}); the "
+        f"lowest reconstruction loss with latent dim {_fmt(best_recon)} ({table['recon'].min():.1f}).",
+    ]

@@ -1,0 +1,193 @@
+"""pandas frames over what Ray Tune wrote: one row per trial, and one row per trial per report.
+
+Everything is read through Ray's `ExperimentAnalysis` (the experiment state, each trial's
+config, status, failures and result rows) plus the `error.txt` Ray writes for a failed trial;
+there is no bookkeeping of our own to drift from Ray's. Works on finished, running, interrupted
+and copied-back experiment directories.
+"""
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.config import LOSS_SPECIFIC, GANConfig, VAEConfig
+from models.errors import UserInputError
+
+EXPERIMENT_STATE = "experiment_state-*.json"
+FINAL_REASONS = ("completed", "collapse", "diverged")  # end_reason values the trainable reports itself
+RAY_COLUMNS = ("timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "date", "time_since_restore",
+               "iterations_since_restore", "experiment_tag")  # Ray's bookkeeping, not trial results
+
+
+def open_experiment(path):
+    """Ray's ExperimentAnalysis for an experiment directory, or one clear error saying what was expected."""
+    from ray.tune import ExperimentAnalysis
+
+    path = str(path)
+    if "://" not in path:
+        folder = Path(path)
+        if not folder.is_dir():
+            raise UserInputError(f"experiment_dir: {path} is not a directory; expected a Ray Tune experiment "
+                                 "directory (STORAGE_PATH/NAME, as written by tuner/run.py)")
+        if not any(folder.glob(EXPERIMENT_STATE)):
+            raise UserInputError(f"experiment_dir: {path} is not a Ray Tune experiment; expected a directory "
+                                 f"holding {EXPERIMENT_STATE} (STORAGE_PATH/NAME, as written by tuner/run.py)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Ray warns about metrics missing from trials with no reports
+            return ExperimentAnalysis(path)
+    except Exception as err:  # Ray raises several types for an unreadable state
+        raise UserInputError(f"experiment_dir: cannot read the Ray Tune experiment at {path} ({err})"
+                             .split("\n")[0]) from None
+
+
+def trial_history(analysis, trial) -> pd.DataFrame:
+    """One trial's reports in order; a report Ray recorded twice (replayed after a restore) counts once."""
+    frame = analysis.trial_dataframes.get(trial.trial_id)
+    if frame is None or frame.empty or "training_iteration" not in frame:
+        return pd.DataFrame()
+    frame = frame.drop(columns=[c for c in frame if c.startswith("config/") or c in RAY_COLUMNS + ("trial_id",)])
+    frame = frame.drop_duplicates("training_iteration", keep="last").sort_values("training_iteration")
+    frame.insert(0, "trial_id", trial.trial_id)
+    frame.insert(1, "model", trial.config.get("model"))
+    return frame.reset_index(drop=True)
+
+
+def load_history(path) -> pd.DataFrame:
+    """One row per trial per report (long format): the trainable's metrics plus Ray's timing columns."""
+    analysis = open_experiment(path)
+    frames = [trial_history(analysis, t) for t in analysis.trials]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["trial_id", "model"])
+
+
+def error_message(trial) -> str | None:
+    """The last line of Ray's error.txt for the trial: the exception and its message."""
+    error_file = Path(trial.path) / "error.txt"
+    if not error_file.is_file():
+        return None
+    lines = [line.strip() for line in error_file.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+def end_reason(status: str, reported: str | None, reports: int) -> str:
+    """completed / collapse / diverged (said by the trial's last report), asha (ended by Ray with no
+    such word: the scheduler stopped it), error (out of retries), running (running or interrupted),
+    pending (never reported)."""
+    if status == "ERROR":
+        return "error"
+    if reported in FINAL_REASONS:
+        return reported
+    if status == "TERMINATED":
+        return "asha"
+    return "running" if reports else "pending"
+
+
+def _spread_over_last_half(series: pd.Series) -> float:
+    """Standard deviation over the last half of the reports (NaN with fewer than 2 values there)."""
+    values = series.dropna()
+    values = values.iloc[len(values) // 2:]
+    return float(values.std(ddof=0)) if len(values) >= 2 else math.nan
+
+
+def _max_jump(frame: pd.DataFrame, columns) -> float:
+    jumps = [frame[c].diff().abs().max() for c in columns if c in frame and len(frame) > 1]
+    jumps = [j for j in jumps if pd.notna(j)]
+    return float(max(jumps)) if jumps else math.nan
+
+
+def stability_figures(history: pd.DataFrame) -> dict:
+    """Loss spread over the last half of training, largest epoch-to-epoch jumps, collapse fraction."""
+    if history.empty:
+        return {}
+    gan = "d_loss" in history
+    loss_columns = ("d_loss", "g_loss") if gan else ("loss",)
+    figures = {f"{c}_spread": _spread_over_last_half(history[c]) for c in loss_columns if c in history}
+    figures["max_loss_jump"] = _max_jump(history, loss_columns)
+    fid = history["fid"] if "fid" in history else pd.Series(dtype=float)
+    worsening = fid.diff().max() if len(fid) > 1 else math.nan
+    figures["fid_worsening"] = float(max(worsening, 0.0)) if pd.notna(worsening) else math.nan
+    collapsed = history["collapsed"].astype(bool) if "collapsed" in history else pd.Series(dtype=bool)
+    figures["collapsed_fraction"] = float(collapsed.mean()) if len(collapsed) else math.nan
+    if collapsed.any():
+        first = history[collapsed].iloc[0]
+        figures["first_collapse_epoch"] = float(first["epoch"])
+        figures["collapse_reasons"] = first.get("reasons") or None
+    return figures
+
+
+def quality_figures(history: pd.DataFrame) -> dict:
+    """Best and final FID/KID, the epoch of the best FID and the floor that goes with it."""
+    if history.empty or "fid" not in history:
+        return {}
+    finite = history[np.isfinite(history["fid"].astype(float))]
+    last = history.iloc[-1]
+    figures = {"final_fid": float(last["fid"]), "final_kid": float(last.get("kid", math.nan)),
+               "final_objective": float(last.get("objective", math.nan)),
+               "best_objective": float(history["objective"].min()) if "objective" in history else math.nan}
+    if not finite.empty:
+        best = finite.loc[finite["fid"].idxmin()]
+        figures.update(best_fid=float(best["fid"]), epoch_of_best_fid=float(best["epoch"]),
+                       fid_floor=float(best["fid_floor"]), kid_at_best_fid=float(best.get("kid", math.nan)),
+                       best_kid=float(finite["kid"].min()) if "kid" in finite else math.nan)
+    return figures
+
+
+def effective_config(config: dict) -> dict:
+    """The trial's config with the trainer's defaults filled in, through the same `from_dict` the
+    trainable uses, so a default z_dim shows as the z_dim the trial ran with. Loss-specific fields
+    (clip value, gradient-penalty weight, real label) appear only for their loss, as in the search."""
+    hyper = {k: v for k, v in config.items() if k not in ("model", "dataset")}
+    try:
+        resolved = (VAEConfig if config.get("model") == "vae" else GANConfig).from_dict(hyper).to_dict()
+    except UserInputError:  # a config this version cannot build: show it as Ray recorded it
+        return dict(config)
+    if config.get("model") != "vae":
+        resolved = {k: v for k, v in resolved.items() if LOSS_SPECIFIC.get(k, resolved["loss"]) == resolved["loss"]}
+        if resolved["optimizer"] == "rmsprop":
+            resolved = {k: v for k, v in resolved.items() if k not in ("beta1", "beta2")}
+    return {**config, **resolved}
+
+
+def trial_row(analysis, trial) -> dict:
+    history = trial_history(analysis, trial)
+    last = history.iloc[-1] if not history.empty else pd.Series(dtype=object)
+    bundle = trial.placement_group_factory.bundles[0] if trial.placement_group_factory else {}
+    error = error_message(trial)
+    reported = last.get("end_reason") if not history.empty else None
+    row = {
+        "trial_id": trial.trial_id, **effective_config(trial.config),
+        "end_reason": end_reason(trial.status, reported if isinstance(reported, str) else None, len(history)),
+        "status": trial.status, "error": error,
+        **quality_figures(history), **stability_figures(history),
+        "diverged": bool(history["diverged"].astype(bool).any()) if "diverged" in history else False,
+        "collapsed_at_end": bool(last.get("collapsed", False)) if not history.empty else False,
+        "epochs_run": float(last.get("epoch", 0.0)) if not history.empty else 0.0,
+        "reports": len(history),
+        "wall_time_s": float(last.get("time_total_s", math.nan)) if not history.empty else math.nan,
+        "train_seconds": float(history["train_seconds"].sum()) if "train_seconds" in history else math.nan,
+        "eval_seconds": float(history["eval_seconds"].sum()) if "eval_seconds" in history else math.nan,
+        "cpus": float(bundle.get("CPU", 0.0)), "gpus": float(bundle.get("GPU", 0.0)),
+        "num_failures": trial.run_metadata.num_failures,
+        "node_ip": last.get("node_ip"), "hostname": last.get("hostname"), "device": last.get("device"),
+        "path": trial.path,
+    }
+    return row
+
+
+def load_trials(path) -> pd.DataFrame:
+    """One row per trial: flattened config, FID/KID figures, stability figures, end reason,
+    epochs run, wall time and resources, ranked by `tuner.analysis.ranking.rank_trials`."""
+    from tuner.analysis.ranking import rank_trials
+
+    analysis = open_experiment(path)
+    configs = [effective_config(t.config) for t in analysis.trials]
+    frame = pd.DataFrame([trial_row(analysis, t) for t in analysis.trials])
+    if frame.empty:
+        return frame
+    config_columns = list(dict.fromkeys(k for config in configs for k in config))
+    frame = frame[["trial_id", *config_columns, *(c for c in frame if c not in config_columns and c != "trial_id")]]
+    return rank_trials(frame)
