@@ -3,9 +3,11 @@ tuner/run.py against it through RAY_ADDRESS; bad flags fail before any trial sta
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -83,3 +85,82 @@ def test_unreachable_ray_address_is_one_line(tmp_path):
     done = subprocess.run([*RUN, "--storage-path", str(tmp_path)], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and "RAY_ADDRESS" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def trial_rows(experiment: Path) -> dict[str, list[dict]]:
+    """trial directory name -> the rows of its result.json (a row is one report)."""
+    rows = {}
+    for trial in sorted(p for p in experiment.glob("train_trial*") if p.is_dir()):
+        result = trial / "result.json"
+        rows[trial.name] = []
+        for line in (result.read_text().splitlines() if result.is_file() else []):
+            try:
+                rows[trial.name].append(json.loads(line))
+            except json.JSONDecodeError:  # the driver is still writing this line
+                break
+    return rows
+
+
+def test_sigint_then_resume_finishes_every_trial_exactly_once(data_dir, tmp_path):
+    """Ctrl+C on the driver mid-search, then --resume: all trials end, none twice, no report lost.
+
+    The driver starts its own local Ray (RAY_ADDRESS=local: never another engineer's `ray start`
+    cluster), so the interrupt also tears down the trial that was running, as on a laptop. The
+    interrupt is sent once one trial has finished and the next one has reported its first epoch
+    (polled from result.json, no blind sleep), so the resumed run has a finished trial to leave
+    alone, a half-done one to continue from its checkpoint, and one not yet started.
+    """
+    samples, epochs = 3, 3
+    name = "resume"
+    experiment = tmp_path / name
+    env = {**os.environ, "RAY_ADDRESS": "local", "GANTUNE_DATA_DIR": str(data_dir)}
+    cmd = [*RUN, "--space", "smoke", "--model", "gan", "--num-samples", str(samples), "--epochs", str(epochs),
+           "--max-concurrent", "1", "--limit", "640", "--eval-samples", "200", "--no-early-stop",
+           "--storage-path", str(tmp_path), "--name", name]
+    with open(tmp_path / "first.log", "w") as log:
+        driver = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 600
+            while True:
+                if driver.poll() is not None:
+                    pytest.fail(f"driver ended before the interrupt:\n{(tmp_path / 'first.log').read_text()[-3000:]}")
+                assert time.monotonic() < deadline, "no trial finished within 10 minutes"
+                counts = [len(r) for r in trial_rows(experiment).values()] if experiment.is_dir() else []
+                finished = sum(c >= epochs for c in counts)
+                if finished >= 1 and (any(0 < c < epochs for c in counts) or finished >= 2):
+                    break
+                time.sleep(0.2)
+            driver.send_signal(signal.SIGINT)  # Tune saves the experiment state and fit() returns
+            driver.wait(timeout=300)
+        finally:
+            if driver.poll() is None:  # the test failed: stop the driver, which takes its local Ray down
+                driver.terminate()
+                try:
+                    driver.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    driver.kill()
+                    driver.wait()
+    first_log = (tmp_path / "first.log").read_text()
+    assert driver.returncode >= 0, f"driver killed by signal {-driver.returncode}:\n{first_log[-3000:]}"
+    before = trial_rows(experiment)
+    done_before = {t for t, r in before.items() if len(r) == epochs}
+    assert done_before and len(done_before) < samples, f"interrupt came too late to test --resume: {before.keys()}"
+    files_before = {t: (experiment / t / "result.json").read_bytes() for t in before}
+
+    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "best: fid=" in resumed.stdout
+
+    after = trial_rows(experiment)
+    assert len(after) == samples, f"expected {samples} trials, got {sorted(after)}"
+    assert len({rows[0]["trial_id"] for rows in after.values()}) == samples
+    for trial, rows in after.items():
+        assert [r["training_iteration"] for r in rows] == list(range(1, epochs + 1)), trial  # none lost, none twice
+        assert rows[-1]["epoch"] == pytest.approx(epochs) and rows[-1]["end_reason"], trial
+        assert not (experiment / trial / "error.txt").exists(), trial
+        if trial in done_before:  # finished before the interrupt: not rerun, not touched
+            assert (experiment / trial / "result.json").read_bytes() == files_before[trial], trial
+        elif trial in files_before:  # interrupted mid-trial: continued from its checkpoint, earlier rows kept
+            assert (experiment / trial / "result.json").read_bytes().startswith(files_before[trial]), trial
+            steps = [r["step"] for r in rows]
+            assert steps == sorted(set(steps)), f"{trial} retrained steps it had reported: {steps}"
