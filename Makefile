@@ -23,3 +23,6 @@ test: install
 bench: install
 	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) bench/throughput.py
 	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) bench/eval_cost.py
+	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) bench/overheads.py
+	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) bench/concurrency.py
+	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) bench/search_efficiency.py

@@ -18,7 +18,7 @@ from models.errors import UserInputError
 
 EXPERIMENT_STATE = "experiment_state-*.json"
 FINAL_REASONS = ("completed", "collapse", "diverged")  # end_reason values the trainable reports itself
-RAY_COLUMNS = ("timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "date", "time_since_restore",
+RAY_COLUMNS = ("checkpoint_dir_name", "should_checkpoint", "done", "date", "time_since_restore",
                "iterations_since_restore", "experiment_tag")  # Ray's bookkeeping, not trial results
 
 
