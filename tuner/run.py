@@ -243,8 +243,46 @@ def print_summary(experiment_path: str):
 def main(argv=None) -> None:
     args = resolve_args(build_parser().parse_args(argv))
     connect_ray()
-    datasets = load_datasets(args)
-    results = build_tuner(args, datasets).fit()
+    import signal
+    import threading
+
+    import ray
+    # a trial fetches its dataset from the object store itself, once it has checked its node can run it
+    datasets = {name: ray.put(pair) for name, pair in load_datasets(args).items()}
+    experiment = f"{args.storage_path.rstrip('/')}/{args.name}"
+    lost_storage, done = [], threading.Event()
+
+    def watch_storage() -> None:
+        """Every 2 s check the storage path still takes writes; once it does not, stop the search as
+        Ctrl+C does (Tune ends the trials and returns) rather than let every trial fail and retry."""
+        while not done.wait(2):
+            try:
+                check_storage(args.storage_path)
+            except UserInputError as err:
+                lost_storage.append(str(err))
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+
+    watcher = threading.Thread(target=watch_storage, daemon=True)
+    if "://" not in args.storage_path:  # a local or mounted path; an object store URI is not probed
+        watcher.start()
+    try:
+        try:
+            results = build_tuner(args, datasets).fit()
+        finally:
+            done.set()
+            if watcher.is_alive():
+                watcher.join()
+        if any(r.error for r in results):
+            check_storage(args.storage_path)  # trials that failed writing results, before the watch saw it
+    except (Exception, KeyboardInterrupt) as err:
+        if isinstance(err, UserInputError) and str(err).startswith("storage-path"):
+            lost_storage.append(str(err))
+        if not lost_storage:
+            raise
+    if lost_storage:
+        raise UserInputError(f"{lost_storage[0]}: it stopped taking writes during the run, so the search was "
+                             f"stopped; what it recorded until then stays in {experiment}")
     trials = print_summary(results.experiment_path)
     unfinished = trials["end_reason"].isin(["running", "pending"]).sum() if "end_reason" in trials else 0
     if unfinished:  # Ctrl+C: Tune saved the experiment state and fit() returned early

@@ -2,31 +2,48 @@
 
 The datasets and their evaluators arrive once through Ray's object store
 (`tune.with_parameters`), never loaded from disk by a trial.
+
+Every node needs the project installed. So that a node without it says so, this module is
+pickled by value (its code travels with the trial) and imports the project only inside the
+trial: on a node that has Ray and torch but not the project, the trial starts and fails with one
+line naming the node and the missing package, instead of Ray's "failed to import" traceback.
+For the same reason the driver may pass each dataset as an ObjectRef (tuner/run.py does), which
+the trial fetches only after that check.
 """
 
-import math
 import os
 import socket
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import ray
+import ray.cloudpickle
 import torch
 from ray import tune
-
-from models.config import GANConfig, VAEConfig
-from models.data import from_gan_range
-from models.gan_trainer import GANTrainer
-from models.grids import save_grid, save_vae_grids
-from models.vae_trainer import VAETrainer
-from tuner.objective import end_reason, objective
 
 TRAINER_STATE = "trainer.pt"
 GRIDS = "grids"  # checkpoint folder with the fixed-noise grid of every report so far: epoch_<epoch>.png
 VAE_GRID_IMAGES = 24  # training images behind the VAE reconstruction and interpolation grids
 RUN_KEYS = ("model", "dataset")  # trial config keys that are not trainer hyperparameters
+
+
+class ProjectNotInstalled(RuntimeError):
+    """This node's Python cannot import the project, so no trial can run there."""
+
+
+def require_project() -> None:
+    """Import what a trial needs, or fail with one line naming this node and the missing package."""
+    try:
+        import models.gan_trainer, models.grids, models.vae_trainer, tuner.objective  # noqa: E401, F401
+    except ImportError as err:
+        node = (f"{ray.util.get_node_ip_address()} (host {socket.gethostname()}, "
+                f"node id {ray.get_runtime_context().get_node_id()[:12]})")
+        raise ProjectNotInstalled(
+            f"node {node} cannot run trials: package {err.name!r} is missing there ({err}); "
+            "install the project on every node (cluster.yaml's setup_commands do)") from None
 
 
 @dataclass(frozen=True)
@@ -39,6 +56,10 @@ class TrialSettings:
 
 
 def build_trainer(config: dict, data, device: torch.device):
+    from models.config import GANConfig, VAEConfig
+    from models.gan_trainer import GANTrainer
+    from models.vae_trainer import VAETrainer
+
     hyper = {k: v for k, v in config.items() if k not in RUN_KEYS}
     if config["model"] == "vae":
         return VAETrainer(VAEConfig.from_dict(hyper), data, device)
@@ -53,9 +74,16 @@ def trial_device() -> torch.device:
 
 
 def train_trial(config: dict, *, datasets: dict, settings: TrialSettings) -> None:
-    """Function trainable. `datasets` maps a dataset name to (training Dataset, Evaluator)."""
+    """Function trainable. `datasets` maps a dataset name to (training Dataset, Evaluator), or to an
+    ObjectRef of that pair."""
+    require_project()
+    from models.data import from_gan_range
+    from models.grids import save_grid, save_vae_grids
+    from tuner.objective import end_reason, objective
+
     device = trial_device()
-    data, evaluator = datasets[config["dataset"]]
+    pair = datasets[config["dataset"]]
+    data, evaluator = ray.get(pair) if isinstance(pair, ray.ObjectRef) else pair
     evaluator.to(device)
     trainer = build_trainer(config, data, device)
     history, streak, grids = [], 0, {}
@@ -108,3 +136,7 @@ def train_trial(config: dict, *, datasets: dict, settings: TrialSettings) -> Non
                 "pid": os.getpid(), "device": str(device),
             }
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))  # blocks; CollapseStopper may end us here
+
+
+# Last, with everything above defined: trials carry this module's code (see the docstring).
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
