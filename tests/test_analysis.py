@@ -184,3 +184,16 @@ def test_a_directory_that_is_not_an_experiment_is_one_line_and_exit_2(tmp_path):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "experiment_dir" in lines[0] and "experiment_state" in lines[0], done.stderr
+
+
+def test_a_torn_last_line_in_result_json_keeps_the_rows_before_it(experiment, trials, tmp_path):
+    """A write cut short (e.g. a full disk) leaves result.json ending mid-line; Ray then drops every
+    row of that trial, the analysis keeps the intact ones."""
+    copy = tmp_path / "exp"
+    shutil.copytree(experiment["path"], copy)
+    healthy = by_role(trials)["healthy"]
+    result = next(copy.glob(f"*{healthy['trial_id']}*")) / "result.json"
+    result.write_text(result.read_text() + '{"fid": 12')
+    torn = load_trials(copy).set_index("trial_id")
+    assert torn.loc[healthy["trial_id"], "reports"] == healthy["reports"] == 5
+    assert torn.loc[healthy["trial_id"], "best_fid"] == pytest.approx(healthy["best_fid"])

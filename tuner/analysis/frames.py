@@ -6,6 +6,7 @@ there is no bookkeeping of our own to drift from Ray's. Works on finished, runni
 and copied-back experiment directories.
 """
 
+import json
 import math
 import warnings
 from pathlib import Path
@@ -44,9 +45,24 @@ def open_experiment(path):
                              .split("\n")[0]) from None
 
 
+def intact_result_rows(trial) -> pd.DataFrame:
+    """Ray's result.json up to its first torn line. Ray drops a trial's rows altogether when the file
+    ends mid-line (a write cut short, e.g. by a full disk); the rows before it are still good."""
+    result = Path(trial.path) / "result.json"
+    rows = []
+    for line in (result.read_text(errors="replace").splitlines() if result.is_file() else []):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return pd.json_normalize(rows, sep="/") if rows else pd.DataFrame()
+
+
 def trial_history(analysis, trial) -> pd.DataFrame:
     """One trial's reports in order; a report Ray recorded twice (replayed after a restore) counts once."""
     frame = analysis.trial_dataframes.get(trial.trial_id)
+    if frame is None or frame.empty:
+        frame = intact_result_rows(trial)
     if frame is None or frame.empty or "training_iteration" not in frame:
         return pd.DataFrame()
     frame = frame.drop(columns=[c for c in frame if c.startswith("config/") or c in RAY_COLUMNS + ("trial_id",)])
