@@ -164,3 +164,13 @@ def test_sigint_then_resume_finishes_every_trial_exactly_once(data_dir, tmp_path
             assert (experiment / trial / "result.json").read_bytes().startswith(files_before[trial]), trial
             steps = [r["step"] for r in rows]
             assert steps == sorted(set(steps)), f"{trial} retrained steps it had reported: {steps}"
+
+
+def test_gpus_a_local_ray_does_not_have_is_one_line_and_exit_2(tmp_path, data_dir):
+    """A local Ray never grows, so GPU trials on a machine without GPUs would wait forever."""
+    env = {**os.environ, "RAY_ADDRESS": "local", "GANTUNE_DATA_DIR": str(data_dir)}
+    done = subprocess.run([*RUN, "--space", "smoke", "--gpus-per-trial", "0.5", "--storage-path", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == "error: gpus-per-trial: 0.5 requested but the cluster has 0 GPU(s)"
+    assert not any(tmp_path.glob("*/train_trial*"))

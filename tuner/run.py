@@ -131,15 +131,24 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         raise UserInputError(f"RAY_ADDRESS: cannot reach the Ray cluster at {address} ({err})") from None
 
 
-def connect_ray() -> None:
+def connect_ray() -> bool:
+    """Join RAY_ADDRESS, else a cluster already running here (a launcher's head), else start a local
+    Ray. True when the cluster was already running: it may add nodes (GPUs) after we start."""
     import ray
     address = os.environ.get("RAY_ADDRESS")
     if address:
         check_reachable(address)
+    else:
+        try:
+            ray.init(address="auto", log_to_driver=True)
+            return True
+        except ConnectionError:  # nothing running here: a local search
+            pass
     try:
         ray.init(address=address, log_to_driver=True, include_dashboard=False if not address else None)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise UserInputError(f"RAY_ADDRESS: cannot connect to the Ray cluster at {address!r} ({err})".split("\n")[0]) from None
+    return address not in (None, "local")
 
 
 def load_datasets(args) -> dict:
@@ -167,8 +176,11 @@ def build_tuner(args, datasets: dict):
 
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (0.25 if cluster_gpus else 0)
-    if gpus > cluster_gpus:
+    if gpus > cluster_gpus and not args.joined_cluster:  # a local Ray never grows: the trials would wait forever
         raise UserInputError(f"gpus-per-trial: {gpus} requested but the cluster has {cluster_gpus:g} GPU(s)")
+    if gpus > cluster_gpus:
+        print(f"gpus-per-trial: {gpus:g} requested and the cluster has {cluster_gpus:g} GPU(s) now; trials wait "
+              "for the autoscaler to add GPU nodes", file=sys.stderr)
     settings = TrialSettings(args.eval_samples, args.collapse_patience, args.steps_per_report, args.collapse_warmup)
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, datasets=datasets, settings=settings),
@@ -242,7 +254,7 @@ def print_summary(experiment_path: str):
 
 def main(argv=None) -> None:
     args = resolve_args(build_parser().parse_args(argv))
-    connect_ray()
+    args.joined_cluster = connect_ray()
     import signal
     import threading
 
