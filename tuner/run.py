@@ -9,10 +9,12 @@ Resume:           python tuner/run.py --name NAME --storage-path PATH --resume
 
 import math
 import os
+import signal
 import socket
 import sys
-from functools import partial
+import threading
 import time
+from functools import partial
 from pathlib import Path
 
 from models.data import DATASETS, load_dataset
@@ -252,49 +254,55 @@ def print_summary(experiment_path: str):
     return trials
 
 
-def main(argv=None) -> None:
-    args = resolve_args(build_parser().parse_args(argv))
-    args.joined_cluster = connect_ray()
-    import signal
-    import threading
+class StorageWatch:
+    """While a search runs, checks every 2 s that a local storage path still takes writes. When it
+    stops (disk gone, mount lost), the watch interrupts the search as Ctrl+C does (Tune ends the
+    trials and returns) rather than let every trial fail, retry and fail again."""
 
-    import ray
-    # a trial fetches its dataset from the object store itself, once it has checked its node can run it
-    datasets = {name: ray.put(pair) for name, pair in load_datasets(args).items()}
-    experiment = f"{args.storage_path.rstrip('/')}/{args.name}"
-    lost_storage, done = [], threading.Event()
+    def __init__(self, storage_path: str):
+        self.storage_path, self.error = storage_path, None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
 
-    def watch_storage() -> None:
-        """Every 2 s check the storage path still takes writes; once it does not, stop the search as
-        Ctrl+C does (Tune ends the trials and returns) rather than let every trial fail and retry."""
-        while not done.wait(2):
+    def watch(self) -> None:
+        while not self.done.wait(2):
             try:
-                check_storage(args.storage_path)
+                check_storage(self.storage_path)
             except UserInputError as err:
-                lost_storage.append(str(err))
+                self.error = str(err)
                 os.kill(os.getpid(), signal.SIGINT)
                 return
 
-    watcher = threading.Thread(target=watch_storage, daemon=True)
-    if "://" not in args.storage_path:  # a local or mounted path; an object store URI is not probed
-        watcher.start()
-    try:
+    def __enter__(self):
+        if "://" not in self.storage_path:  # a local or mounted path; an object store URI is not probed
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+
+def main(argv=None) -> None:
+    args = resolve_args(build_parser().parse_args(argv))
+    args.joined_cluster = connect_ray()
+    import ray
+    # a trial fetches its dataset from the object store itself, once it has checked its node can run it
+    datasets = {name: ray.put(pair) for name, pair in load_datasets(args).items()}
+    with StorageWatch(args.storage_path) as watch:
         try:
             results = build_tuner(args, datasets).fit()
-        finally:
-            done.set()
-            if watcher.is_alive():
-                watcher.join()
-        if any(r.error for r in results):
-            check_storage(args.storage_path)  # trials that failed writing results, before the watch saw it
-    except (Exception, KeyboardInterrupt) as err:
-        if isinstance(err, UserInputError) and str(err).startswith("storage-path"):
-            lost_storage.append(str(err))
-        if not lost_storage:
-            raise
-    if lost_storage:
-        raise UserInputError(f"{lost_storage[0]}: it stopped taking writes during the run, so the search was "
-                             f"stopped; what it recorded until then stays in {experiment}")
+            if any(r.error for r in results):
+                check_storage(args.storage_path)  # trials that failed writing results before the watch saw it
+        except (Exception, KeyboardInterrupt) as err:
+            storage_failed = isinstance(err, UserInputError) and str(err).startswith("storage-path")
+            if not (watch.error or storage_failed):
+                raise
+            watch.error = watch.error or str(err)
+    if watch.error:
+        raise UserInputError(f"{watch.error}: it stopped taking writes during the run, so the search was stopped; "
+                             f"what it recorded until then stays in {args.storage_path.rstrip('/')}/{args.name}")
     trials = print_summary(results.experiment_path)
     unfinished = trials["end_reason"].isin(["running", "pending"]).sum() if "end_reason" in trials else 0
     if unfinished:  # Ctrl+C: Tune saved the experiment state and fit() returned early
