@@ -147,8 +147,11 @@ def test_sigint_then_resume_finishes_every_trial_exactly_once(data_dir, tmp_path
     assert done_before and len(done_before) < samples, f"interrupt came too late to test --resume: {before.keys()}"
     files_before = {t: (experiment / t / "result.json").read_bytes() for t in before}
 
-    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=900)
+    # a different --limit on resume must not change the data the trials resume on
+    resumed = subprocess.run([*cmd, "--resume", "--limit", "999"], env=env, capture_output=True, text=True,
+                             timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "using the interrupted run's limit" in resumed.stderr
     assert "best: fid=" in resumed.stdout
 
     after = trial_rows(experiment)
@@ -164,6 +167,7 @@ def test_sigint_then_resume_finishes_every_trial_exactly_once(data_dir, tmp_path
             assert (experiment / trial / "result.json").read_bytes().startswith(files_before[trial]), trial
             steps = [r["step"] for r in rows]
             assert steps == sorted(set(steps)), f"{trial} retrained steps it had reported: {steps}"
+        assert rows[-1]["step"] == epochs * 640 // 64, trial  # 10 batches an epoch: the original 640 images
 
 
 def test_gpus_a_local_ray_does_not_have_is_one_line_and_exit_2(tmp_path, data_dir):

@@ -7,6 +7,7 @@ Cluster launcher: ray submit cluster.yaml tuner/run.py -- ARGS
 Resume:           python tuner/run.py --name NAME --storage-path PATH --resume
 """
 
+import json
 import math
 import os
 import signal
@@ -117,6 +118,43 @@ def check_storage(storage_path: str) -> None:
         probe.unlink()
     except OSError as err:
         raise UserInputError(f"storage-path: {storage_path} is not writable ({err.strerror})") from None
+
+
+RUN_FLAGS = "run-flags.json"  # beside Ray's state: what --resume needs to rebuild the same trials
+TRIAL_SHAPING_FLAGS = ("model", "space", "dataset", "num_samples", "epochs", "limit", "eval_samples", "seed",
+                       "steps_per_report", "collapse_patience", "collapse_warmup", "early_stop", "grace_period",
+                       "reduction_factor", "keep_checkpoints")
+
+
+def run_flags_file(args) -> tuple:
+    """(pyarrow filesystem, path) of the experiment's run-flags.json, local or in a bucket."""
+    import pyarrow.fs
+    storage = args.storage_path if "://" in args.storage_path else str(Path(args.storage_path).resolve())
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(storage)
+    return filesystem, f"{root.rstrip('/')}/{args.name}/{RUN_FLAGS}"
+
+
+def save_run_flags(args) -> None:
+    filesystem, path = run_flags_file(args)
+    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with filesystem.open_output_stream(path) as out:
+        out.write(json.dumps({k: getattr(args, k) for k in TRIAL_SHAPING_FLAGS}, indent=2).encode())
+
+
+def restore_run_flags(args) -> None:
+    """--resume rebuilds the data and settings the interrupted run used, whatever flags it is given:
+    a different --limit or --seed would silently resume trials on other data."""
+    import pyarrow.fs
+    filesystem, path = run_flags_file(args)
+    if filesystem.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+        return  # an experiment from before run-flags.json: the flags given now are all there is
+    with filesystem.open_input_stream(path) as stream:
+        saved = json.loads(stream.read())
+    changed = [k for k, v in saved.items() if getattr(args, k) != v]
+    for key in changed:
+        setattr(args, key, saved[key])
+    if changed:
+        print(f"resume: using the interrupted run's {', '.join(changed)} (from {RUN_FLAGS})", file=sys.stderr)
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -286,13 +324,18 @@ class StorageWatch:
 
 def main(argv=None) -> None:
     args = resolve_args(build_parser().parse_args(argv))
+    if args.resume:
+        restore_run_flags(args)
     args.joined_cluster = connect_ray()
     import ray
     # a trial fetches its dataset from the object store itself, once it has checked its node can run it
     datasets = {name: ray.put(pair) for name, pair in load_datasets(args).items()}
     with StorageWatch(args.storage_path) as watch:
         try:
-            results = build_tuner(args, datasets).fit()
+            tuner = build_tuner(args, datasets)
+            if not args.resume:
+                save_run_flags(args)
+            results = tuner.fit()
             if any(r.error for r in results):
                 check_storage(args.storage_path)  # trials that failed writing results before the watch saw it
         except (Exception, KeyboardInterrupt) as err:
