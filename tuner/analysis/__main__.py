@@ -2,7 +2,7 @@
 
 import warnings
 
-from models.errors import ArgumentParser, exit_on_user_error
+from models.errors import ArgumentParser, exit_on_user_error, require_positive
 
 
 def main(argv=None) -> None:
@@ -16,7 +16,6 @@ def main(argv=None) -> None:
     parser.add_argument("--top", type=int, default=3,
                         help="trials shown with sample grids and training curves (default: 3)")
     args = parser.parse_args(argv)
-    from models.errors import require_positive
     require_positive("top", args.top)
     import optuna
 
