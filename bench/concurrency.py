@@ -40,7 +40,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from machine import machine_info  # bench/machine.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -61,17 +61,6 @@ def bench_trial(config: dict, *, datasets: dict, settings) -> None:
     config = dict(config)
     trial_torch.set_num_threads(config.pop("torch_threads"))
     train_trial(config, datasets=datasets, settings=settings)
-
-
-def machine_info() -> dict:
-    cpu = platform.processor()
-    if Path("/proc/cpuinfo").exists():
-        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), cpu)
-    import ray
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "torch": torch.__version__,
-            "ray": ray.__version__, "cuda_available": torch.cuda.is_available(),
-            "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}
 
 
 def trial_settings(eval_samples: int, cpus: float, gpus: float):

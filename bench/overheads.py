@@ -52,7 +52,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import random
 import statistics
 import tempfile
@@ -62,6 +61,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from machine import machine_info  # bench/machine.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -92,18 +92,6 @@ def overhead_trial(config: dict, *, datasets: dict, settings) -> None:
         train_trial(config, datasets=datasets, settings=settings)
     finally:
         ray.tune.report = original
-
-
-def machine_info() -> dict:
-    cpu = platform.processor()
-    if Path("/proc/cpuinfo").exists():
-        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), cpu)
-    import optuna
-    import ray
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "torch": torch.__version__,
-            "ray": ray.__version__, "optuna": optuna.__version__, "cuda_available": torch.cuda.is_available(),
-            "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}
 
 
 def stats(values: list) -> dict | None:

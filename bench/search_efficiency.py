@@ -27,7 +27,6 @@ trial-epochs, per arm and seed). Asserts nothing.
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from functools import partial
@@ -35,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from machine import machine_info  # bench/machine.py, beside this script
 
 TARGET_SHARE = 0.25
 GRID = [{"loss": loss, "z_dim": z} for loss in ("bce", "hinge") for z in (32, 64, 128)] + [{"loss": "wgan"},
@@ -159,7 +160,7 @@ def main(argv=None) -> dict:
         ray.shutdown()
     shares = [s.get("B_share_of_A_trial_epochs") for s in per_seed.values()]
     report = {
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine_info(),
         "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "grid_A": GRID, "per_seed": per_seed,

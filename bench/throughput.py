@@ -13,13 +13,14 @@ that robust to other jobs' bursts, which can change throughput tenfold within a 
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 from torchvision import datasets, transforms
+
+from machine import machine_info  # bench/machine.py, beside this script
 
 from models.config import GANConfig
 from models.data import load_dataset, resolve_data_dir
@@ -76,15 +77,6 @@ def timed(device: torch.device, fn, steps: int, batch_size: int) -> float:
     return steps * batch_size / (time.perf_counter() - started)
 
 
-def machine_info(device: torch.device) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu}
-
-
 def bench_arch(arch: str, args, device: torch.device) -> dict:
     config = GANConfig(loss="bce", arch=arch, batch_size=args.batch_size)
     steps = args.steps or AUTO_STEPS[device.type][arch]
@@ -133,7 +125,7 @@ def main():
     out = args.out or Path(__file__).parent / "results" / f"throughput_{device.type}.json"
     started, load_before = time.time(), os.getloadavg()
     results = {arch: bench_arch(arch, args, device) for arch in args.archs}
-    report = {"machine": machine_info(device), "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
+    report = {"machine": {**machine_info(), "device": str(device)}, "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
               "settings": {"device": str(device), "batch_size": args.batch_size, "rounds": args.rounds,
                            "warmup_steps": args.warmup, "ratio": "median over rounds of the in-round ratio", "num_workers": args.num_workers, "loss": "bce",
                            "data_dir": str(args.data_dir), "dataset": "fashion_mnist train (60,000)"},
