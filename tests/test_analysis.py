@@ -197,3 +197,13 @@ def test_a_torn_last_line_in_result_json_keeps_the_rows_before_it(experiment, tr
     torn = load_trials(copy).set_index("trial_id")
     assert torn.loc[healthy["trial_id"], "reports"] == healthy["reports"] == 5
     assert torn.loc[healthy["trial_id"], "best_fid"] == pytest.approx(healthy["best_fid"])
+
+
+def test_importance_names_the_parameter_that_drives_the_objective():
+    """Optuna's evaluator over a frame where only lr matters (loss alternates, z_dim cycles)."""
+    from tuner.analysis.importance import importances
+    lrs = [1e-5 * 1.5 ** i for i in range(16)]
+    frame = pd.DataFrame({"model": "gan", "lr_g": lrs, "loss": ["bce", "hinge"] * 8, "z_dim": [32, 64, 128, 64] * 4,
+                          "best_objective": [abs(i - 11) * 40.0 for i in range(16)]})  # best at one lr
+    scores, why = importances(frame, ["loss", "z_dim", "lr_g"], "objective")
+    assert why == "" and scores.idxmax() == "lr_g", scores

@@ -74,7 +74,10 @@ def trial_history(analysis, trial) -> pd.DataFrame:
 
 def load_history(path) -> pd.DataFrame:
     """One row per trial per report (long format): the trainable's metrics plus Ray's timing columns."""
-    analysis = open_experiment(path)
+    return history_frame(open_experiment(path))
+
+
+def history_frame(analysis) -> pd.DataFrame:
     frames = [trial_history(analysis, t) for t in analysis.trials]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["trial_id", "model"])
@@ -168,14 +171,14 @@ def effective_config(config: dict) -> dict:
     return {**config, **resolved}
 
 
-def trial_row(analysis, trial) -> dict:
+def trial_row(analysis, trial, config: dict) -> dict:
     history = trial_history(analysis, trial)
     last = history.iloc[-1] if not history.empty else pd.Series(dtype=object)
     bundle = trial.placement_group_factory.bundles[0] if trial.placement_group_factory else {}
     error = error_message(trial)
     reported = last.get("end_reason") if not history.empty else None
     row = {
-        "trial_id": trial.trial_id, **effective_config(trial.config),
+        "trial_id": trial.trial_id, **config,
         "end_reason": end_reason(trial.status, reported if isinstance(reported, str) else None, len(history)),
         "status": trial.status, "error": error,
         **quality_figures(history), **stability_figures(history),
@@ -197,11 +200,14 @@ def trial_row(analysis, trial) -> dict:
 def load_trials(path) -> pd.DataFrame:
     """One row per trial: flattened config, FID/KID figures, stability figures, end reason,
     epochs run, wall time and resources, ranked by `tuner.analysis.ranking.rank_trials`."""
+    return trials_frame(open_experiment(path))
+
+
+def trials_frame(analysis) -> pd.DataFrame:
     from tuner.analysis.ranking import rank_trials
 
-    analysis = open_experiment(path)
     configs = [effective_config(t.config) for t in analysis.trials]
-    frame = pd.DataFrame([trial_row(analysis, t) for t in analysis.trials])
+    frame = pd.DataFrame([trial_row(analysis, t, c) for t, c in zip(analysis.trials, configs)])
     if frame.empty:
         return frame
     config_columns = list(dict.fromkeys(k for config in configs for k in config))

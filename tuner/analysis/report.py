@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from tuner.analysis import answers, plots
-from tuner.analysis.frames import load_history, load_trials, open_experiment
+from tuner.analysis.frames import history_frame, open_experiment, trials_frame
 from tuner.analysis.importance import EVALUATOR_NAME, all_importances
 from tuner.analysis.ranking import __doc__ as RANKING_RULES
 
@@ -53,8 +53,8 @@ def shown(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 def build_blocks(experiment_dir, out: Path, top: int) -> tuple[list, pd.DataFrame, pd.DataFrame]:
     """The report's content as (kind, payload) blocks, with the trials and history frames."""
-    analysis = open_experiment(experiment_dir)
-    trials, history = load_trials(experiment_dir), load_history(experiment_dir)
+    analysis = open_experiment(experiment_dir)  # read once: Ray parses every trial's results here
+    trials, history = trials_frame(analysis), history_frame(analysis)
     name = Path(str(experiment_dir).rstrip("/")).name
     blocks = [("h1", f"GAN/VAE search report: {name}"),
               ("p", f"Experiment: {experiment_dir}. Written {time.strftime('%Y-%m-%d %H:%M:%S')}.")]
