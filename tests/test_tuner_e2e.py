@@ -179,3 +179,18 @@ def test_gpus_a_local_ray_does_not_have_is_one_line_and_exit_2(tmp_path, data_di
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == "error: gpus-per-trial: 0.5 requested but the cluster has 0 GPU(s)"
     assert not any(tmp_path.glob("*/train_trial*"))
+
+
+def test_seed_grid_runs_every_point_of_the_labs_grid_once(data_dir, tmp_path):
+    """The preset that reproduces the labs' table: each grid point is one trial, run to the end."""
+    env = {**os.environ, "RAY_ADDRESS": "local", "GANTUNE_DATA_DIR": str(data_dir)}
+    done = subprocess.run([*RUN, "--space", "seed-grid", "--dataset", "fashion_mnist", "--epochs", "1",
+                           "--limit", "640", "--eval-samples", "200", "--storage-path", str(tmp_path),
+                           "--name", "grid"], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    configs = sorted((c["model"], c.get("loss"), c.get("z_dim"), c.get("latent_dim"))
+                     for c in (json.loads(p.read_text()) for p in (tmp_path / "grid").glob("train_trial*/params.json")))
+    assert configs == sorted([("gan", loss, z, None) for loss in ("bce", "hinge") for z in (32, 64, 128)]
+                             + [("vae", None, None, d) for d in (8, 16, 32)])
+    for result in (tmp_path / "grid").glob("train_trial*/result.json"):
+        assert [json.loads(line)["epoch"] for line in result.read_text().splitlines()] == [1.0]

@@ -22,16 +22,17 @@ from models.data import DATASETS, load_dataset
 from models.errors import ArgumentParser, UserInputError, exit_on_user_error, require_positive
 
 PRESETS = {  # defaults each --space brings; explicit flags override them
-    "full": dict(num_samples=20, epochs=10, limit=None, eval_samples=2000, early_stop=True),
-    "smoke": dict(num_samples=4, epochs=2, limit=2000, eval_samples=500, early_stop=True),
-    "seed-grid": dict(num_samples=None, epochs=10, limit=None, eval_samples=2000, early_stop=False),
+    "full": dict(model="gan", num_samples=20, epochs=10, limit=None, eval_samples=2000, early_stop=True),
+    "smoke": dict(model="gan", num_samples=4, epochs=2, limit=2000, eval_samples=500, early_stop=True),
+    "seed-grid": dict(model="both", num_samples=None, epochs=10, limit=None, eval_samples=2000, early_stop=False),
 }
 
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="tuner/run.py", description=__doc__.split("\n")[0],
                        epilog="Flags left unset take the --space preset's defaults.")
-    p.add_argument("--model", choices=("gan", "vae", "both"), default="gan", help="model family to search")
+    p.add_argument("--model", choices=("gan", "vae", "both"),
+                   help="model family to search (default: gan; seed-grid: both, the labs' GANs and VAEs)")
     p.add_argument("--space", choices=tuple(PRESETS), default="full",
                    help="full: the whole Optuna space; smoke: tiny nets and data, about a minute on CPU; "
                         "seed-grid: the lab's exact grid (both MNISTs, every run to the end)")
@@ -74,7 +75,7 @@ def build_parser() -> ArgumentParser:
 
 def resolve_args(args):
     preset = PRESETS[args.space]
-    for key in ("num_samples", "epochs", "limit", "eval_samples"):
+    for key in ("model", "num_samples", "epochs", "limit", "eval_samples"):
         if getattr(args, key) is None:
             setattr(args, key, preset[key])
     args.early_stop = preset["early_stop"] and not args.no_early_stop
