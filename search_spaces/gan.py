@@ -6,6 +6,10 @@ for bce) is only suggested, and so only appears in the trial's config, when its 
 """
 
 LOSSES = ["bce", "hinge", "wgan", "wgan-gp"]
+# Centred on what trains fastest at the labs' budgets: hinge DCGANs (width 32) after 10 epochs of
+# 10k Fashion-MNIST images reach FID 294 at lr 2e-4, 102 at 1e-3, 130 at 2e-3 and 123 at 4e-3.
+# The range used to end at 1e-3, so its best region sat on the edge and half of it was below 1e-4.
+LR_RANGE = (5e-5, 5e-3)
 
 
 def suggest_loss_specific(trial, loss: str) -> None:
@@ -22,8 +26,8 @@ def gan_space(trial) -> dict:
     loss = trial.suggest_categorical("loss", LOSSES)
     trial.suggest_categorical("arch", ["dcgan", "mlp"])
     trial.suggest_categorical("z_dim", [32, 64, 128])
-    trial.suggest_float("lr_g", 1e-5, 1e-3, log=True)
-    trial.suggest_float("lr_d", 1e-5, 1e-3, log=True)
+    trial.suggest_float("lr_g", *LR_RANGE, log=True)
+    trial.suggest_float("lr_d", *LR_RANGE, log=True)
     trial.suggest_int("n_critic", 1, 5)
     suggest_loss_specific(trial, loss)
     if loss != "wgan":  # wgan trains with RMSprop, which has no beta1

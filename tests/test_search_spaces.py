@@ -29,7 +29,8 @@ def test_conditional_gan_parameters_appear_only_with_their_loss(key):
 
 def test_full_gan_space_ranges():
     configs = sample_configs(SPACES[("full", "gan")], n=100)
-    assert all(1e-5 <= c["lr_g"] <= 1e-3 and 1e-5 <= c["lr_d"] <= 1e-3 for c in configs)
+    assert all(5e-5 <= c["lr_g"] <= 5e-3 and 5e-5 <= c["lr_d"] <= 5e-3 for c in configs)
+    assert min(c["lr_g"] for c in configs) < 2e-4 and max(c["lr_g"] for c in configs) > 2e-3
     assert {c["z_dim"] for c in configs} == {32, 64, 128} and {c["arch"] for c in configs} == {"dcgan", "mlp"}
     assert {c["n_critic"] for c in configs} == {1, 2, 3, 4, 5}
     assert all(0.005 <= c["clip_value"] <= 0.1 for c in configs if c["loss"] == "wgan")
