@@ -6,7 +6,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from models.config import GANConfig, VAEConfig
 from search_spaces import SPACES, seed_grid
-from tuner.objective import COLLAPSE_PENALTY, DIVERGED_OBJECTIVE, end_reason, objective
+from tuner.objective import COLLAPSE_PENALTY, DIVERGED_OBJECTIVE, end_reason, objective, searcher_objective
+from tuner.searchers import tpe_searcher
 
 CONDITIONAL = {"clip_value": "wgan", "gp_lambda": "wgan-gp", "real_label": "bce"}
 
@@ -71,8 +72,40 @@ def test_collapsed_and_diverged_trials_always_lose():
     assert objective(float("nan"), collapsed=False, diverged=False) == DIVERGED_OBJECTIVE
 
 
+def test_searcher_learns_the_first_rung_unless_the_trial_ends_badly():
+    assert searcher_objective(250.0, rung_collapsed=False, reason=None) == 250.0
+    assert searcher_objective(250.0, rung_collapsed=False, reason="completed") == 250.0
+    assert searcher_objective(250.0, rung_collapsed=True, reason=None) == 250.0 + COLLAPSE_PENALTY
+    assert searcher_objective(250.0, rung_collapsed=False, reason="collapse") == 250.0 + COLLAPSE_PENALTY
+    assert searcher_objective(250.0, rung_collapsed=False, reason="diverged") == DIVERGED_OBJECTIVE
+    assert searcher_objective(float("nan"), rung_collapsed=False, reason=None) == DIVERGED_OBJECTIVE
+    # a trial later stopped as collapsed ranks below every one that was not, whatever their FIDs
+    assert searcher_objective(900.0, False, None) < searcher_objective(100.0, False, "collapse")
+
+
 def test_end_reason_rule():
     assert end_reason(True, 0, 2, False) == "diverged"
     assert end_reason(False, 1, 2, False) is None
     assert end_reason(False, 2, 2, False) == "collapse"
     assert end_reason(False, 0, 2, True) == "completed"
+
+
+def _x_space(trial):
+    trial.suggest_float("x", 0.0, 1.0)
+
+
+def _later_suggestions(random_trials: int) -> list[float]:
+    """Suggestions 11-30 of a TPE search whose objective is x itself, fed back as each trial ends."""
+    searcher = tpe_searcher(_x_space, seed=0, random_trials=random_trials)
+    searcher.set_search_properties("objective", "min", {})
+    xs = []
+    for i in range(30):
+        x = searcher.suggest(f"t{i}")["x"]
+        searcher.on_trial_complete(f"t{i}", {"searcher_objective": x})
+        xs.append(x)
+    return xs[10:]
+
+
+def test_tpe_models_the_results_after_its_random_trials():
+    modelled, still_random = _later_suggestions(random_trials=5), _later_suggestions(random_trials=100)
+    assert sorted(modelled)[10] < 0.2 < sorted(still_random)[10]

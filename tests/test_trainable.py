@@ -72,3 +72,6 @@ def test_checkpoint_holds_the_trainer_state_to_resume_from(ray_with_one_logical_
     assert grids == sorted(state["grids"]) == ["epoch_1.png", "epoch_2.png"]  # every report's grid, for the report
     frame = pd.DataFrame(result.metrics_dataframe)
     assert frame["epoch"].tolist() == [1.0, 2.0]
+    assert frame["objective"].iloc[0] != frame["objective"].iloc[1]
+    assert frame["searcher_objective"].tolist() == [frame["objective"].iloc[0]] * 2  # frozen at ASHA's first rung
+    assert state["searcher_rung"] == (pytest.approx(frame["fid"].iloc[0]), frame["collapsed"].iloc[0])

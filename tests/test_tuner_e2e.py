@@ -71,6 +71,7 @@ def test_smoke_search_against_a_running_head(ray_head, data_dir, tmp_path):
     (["--space", "tiny"], "--space"),
     (["--storage-path", "/proc/gantune"], "storage-path"),
     (["--num-samples", "0"], "num-samples"),
+    (["--random-trials", "-1"], "random-trials"),
 ])
 def test_bad_flags_fail_before_any_trial(args, named, tmp_path):
     done = subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)

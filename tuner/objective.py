@@ -26,6 +26,19 @@ def objective(fid: float, collapsed: bool, diverged: bool) -> float:
     return fid + COLLAPSE_PENALTY if collapsed else fid
 
 
+def searcher_objective(rung_fid: float, rung_collapsed: bool, reason: str | None) -> float:
+    """What TPE learns from a trial: its objective at ASHA's first rung, which every trial reaches,
+    made worse if the trial ends collapsed or diverged.
+
+    Fed each trial's last objective instead, TPE would compare epoch-1 FIDs of stopped trials with
+    epoch-10 FIDs of the few ASHA let run, and search around whatever happened to start first.
+    `rung_collapsed` is a verdict outside the warm-up only: at the first rung nearly every young
+    GAN is flagged, and a penalty on all of them would let a trial stopped as collapsed at epoch 8
+    (its FID lower than any epoch-1 FID, and penalised the same) outrank every healthy one.
+    """
+    return objective(rung_fid, collapsed=rung_collapsed or reason == "collapse", diverged=reason == "diverged")
+
+
 def end_reason(diverged: bool, collapse_streak: int, patience: int, finished: bool) -> str | None:
     """Why the trial ends after this report, or None if it goes on (ASHA may still stop it)."""
     if diverged:

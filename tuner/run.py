@@ -21,6 +21,9 @@ from pathlib import Path
 from models.data import DATASETS, load_dataset
 from models.errors import ArgumentParser, UserInputError, exit_on_user_error, require_positive
 
+REDUCTION_FACTOR = 2  # ASHA's: rungs at 1, 2, 4 and 8 epochs of a 10-epoch search
+RANDOM_TRIALS = 10  # Optuna's default n_startup_trials
+
 PRESETS = {  # defaults each --space brings; explicit flags override them
     "full": dict(model="gan", num_samples=20, epochs=10, limit=None, eval_samples=2000, early_stop=True),
     "smoke": dict(model="gan", num_samples=4, epochs=2, limit=2000, eval_samples=500, early_stop=True),
@@ -52,7 +55,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs per trial (default: 1)")
     p.add_argument("--max-concurrent", type=int, help="cap on trials running at once (default: as resources allow)")
     p.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial can be stopped")
-    p.add_argument("--reduction-factor", type=float, default=2, help="ASHA: keep the top 1/N at each rung")
+    p.add_argument("--reduction-factor", type=float, default=REDUCTION_FACTOR,
+                   help=f"ASHA: keep the top 1/N at each rung (default: {REDUCTION_FACTOR:g})")
+    p.add_argument("--random-trials", type=int, default=RANDOM_TRIALS,
+                   help=f"trials sampled at random before TPE starts modelling the results (Optuna's "
+                        f"n_startup_trials; default: {RANDOM_TRIALS})")
     p.add_argument("--no-early-stop", action="store_true",
                    help="no ASHA and no collapse stopper: every trial runs to the end")
     p.add_argument("--collapse-patience", type=int, default=2,
@@ -90,8 +97,9 @@ def resolve_args(args):
             require_positive(key.replace("_", "-"), getattr(args, key))
     if args.collapse_warmup < 0:
         raise UserInputError(f"collapse-warmup: {args.collapse_warmup:g} is not allowed; use epochs >= 0")
-    if args.max_failures < 0 or args.steps_per_report < 0:
-        raise UserInputError("max-failures and steps-per-report: must be >= 0")
+    for key in ("max_failures", "steps_per_report", "random_trials"):
+        if getattr(args, key) < 0:
+            raise UserInputError(f"{key.replace('_', '-')}: {getattr(args, key)} is not allowed; use a number >= 0")
     gpus = args.gpus_per_trial
     if gpus is not None and (gpus < 0 or (gpus > 1 and gpus != int(gpus))):
         raise UserInputError(f"gpus-per-trial: {gpus} is not allowed; use a fraction in [0, 1] or a whole number")
@@ -208,11 +216,10 @@ def build_tuner(args, datasets: dict):
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
     from search_spaces import SPACES, seed_grid, with_constants
     from tuner.objective import CollapseStopper
-    from tuner.searchers import FixedConfigs
+    from tuner.searchers import FixedConfigs, tpe_searcher
     from tuner.trainable import TrialSettings, train_trial
 
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
@@ -222,7 +229,8 @@ def build_tuner(args, datasets: dict):
     if gpus > cluster_gpus:
         print(f"gpus-per-trial: {gpus:g} requested and the cluster has {cluster_gpus:g} GPU(s) now; trials wait "
               "for the autoscaler to add GPU nodes", file=sys.stderr)
-    settings = TrialSettings(args.eval_samples, args.collapse_patience, args.steps_per_report, args.collapse_warmup)
+    settings = TrialSettings(args.eval_samples, args.collapse_patience, args.steps_per_report, args.collapse_warmup,
+                             searcher_epoch=args.grace_period if args.early_stop else args.epochs)
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, datasets=datasets, settings=settings),
         {"cpu": args.cpus_per_trial, "gpu": gpus})
@@ -246,7 +254,7 @@ def build_tuner(args, datasets: dict):
         searcher, num_samples = FixedConfigs(points), len(points)
     else:
         space = partial(with_constants, SPACES[(args.space, args.model)], constants)
-        searcher = OptunaSearch(space=space, metric="objective", mode="min", seed=args.seed)
+        searcher = tpe_searcher(space, args.seed, args.random_trials)
         num_samples = args.num_samples
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=args.epochs, grace_period=args.grace_period,
                                reduction_factor=args.reduction_factor)

@@ -1,4 +1,4 @@
-"""A searcher that runs a fixed list of configs once each, in order.
+"""The two searchers: Optuna's TPE for the spaces, and a fixed list of configs for the seed grid.
 
 Ray's grid_search multiplies keys; the seed grid is instead a list of whole configs whose keys
 differ (GANs have a loss and z_dim, VAEs a latent dim), which no product of keys can express,
@@ -8,6 +8,15 @@ and BasicVariantGenerator's points_to_evaluate needs every key declared in a par
 import pickle
 
 from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+
+def tpe_searcher(space, seed: int, random_trials: int) -> OptunaSearch:
+    """TPE over a define-by-run space, minimising each trial's `searcher_objective` (see
+    tuner/objective.py), modelling after `random_trials` random trials."""
+    import optuna
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=random_trials)
+    return OptunaSearch(space=space, metric="searcher_objective", mode="min", sampler=sampler)
 
 
 class FixedConfigs(Searcher):

@@ -53,6 +53,7 @@ class TrialSettings:
     collapse_patience: int = 2  # consecutive collapsed evaluations before the stopper ends a trial
     steps_per_report: int = 0  # 0: report once per epoch
     collapse_warmup: float = 0  # epochs whose collapsed verdicts are penalised but never stop the trial
+    searcher_epoch: float = 1  # the searcher learns each trial's objective at this epoch: ASHA's first rung
 
 
 def build_trainer(config: dict, data, device: torch.device):
@@ -79,20 +80,21 @@ def train_trial(config: dict, *, datasets: dict, settings: TrialSettings) -> Non
     require_project()
     from models.data import from_gan_range
     from models.grids import save_grid, save_vae_grids
-    from tuner.objective import end_reason, objective
+    from tuner.objective import end_reason, objective, searcher_objective
 
     device = trial_device()
     pair = datasets[config["dataset"]]
     data, evaluator = ray.get(pair) if isinstance(pair, ray.ObjectRef) else pair
     evaluator.to(device)
     trainer = build_trainer(config, data, device)
-    history, streak, grids = [], 0, {}
+    history, streak, grids, rung = [], 0, {}, None
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as path:
             state = torch.load(Path(path) / TRAINER_STATE, map_location=device, weights_only=False)
         trainer.load_state_dict(state["trainer"])
         history, streak, grids = state["history"], state["collapse_streak"], state["grids"]
+        rung = state.get("searcher_rung")  # absent from checkpoints of earlier versions
     epochs = trainer.config.epochs
     is_gan = config["model"] == "gan"
 
@@ -111,8 +113,11 @@ def train_trial(config: dict, *, datasets: dict, settings: TrialSettings) -> Non
         evaluation = evaluator.evaluate(samples, history=history[-5:])
         eval_seconds = time.perf_counter() - eval_started
         diverged = metrics["diverged"] or evaluation["diverged"]
-        streak = streak + 1 if evaluation["collapsed"] and trainer.epoch > settings.collapse_warmup else 0
+        counted = evaluation["collapsed"] and trainer.epoch > settings.collapse_warmup
+        streak = streak + 1 if counted else 0
         reason = end_reason(diverged, streak, settings.collapse_patience, trainer.epoch >= epochs - 1e-9)
+        if rung is None or trainer.epoch <= settings.searcher_epoch + 1e-9:
+            rung = (evaluation["fid"], counted)  # what the searcher learns (see searcher_objective)
 
         with tempfile.TemporaryDirectory() as tmp:
             grid = trainer.sample()
@@ -124,13 +129,14 @@ def train_trial(config: dict, *, datasets: dict, settings: TrialSettings) -> Non
             if not is_gan:
                 save_vae_grids(trainer, data.images[:VAE_GRID_IMAGES].to(device), tmp, tag="train")
             torch.save({"trainer": trainer.state_dict(), "history": history, "collapse_streak": streak,
-                        "grids": grids}, Path(tmp) / TRAINER_STATE)
+                        "grids": grids, "searcher_rung": rung}, Path(tmp) / TRAINER_STATE)
             report = {
                 **{k: v for k, v in metrics.items() if k != "diverged"},
                 **{k: v for k, v in evaluation.items() if k not in ("reasons", "diverged")},
                 "reasons": "; ".join(evaluation["reasons"]),
                 "diverged": diverged, "collapse_streak": streak, "end_reason": reason,
                 "objective": objective(evaluation["fid"], evaluation["collapsed"], diverged),
+                "searcher_objective": searcher_objective(*rung, reason),
                 "eval_seconds": eval_seconds, "report_seconds": time.perf_counter() - started,
                 "node_ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(),
                 "pid": os.getpid(), "device": str(device),
