@@ -102,8 +102,7 @@ def run_arm(label: str, args, datasets: dict, storage: str, *, max_concurrent, c
         tune_config=tune.TuneConfig(num_samples=args.trials, max_concurrent_trials=max_concurrent),
         run_config=tune.RunConfig(
             name=label, storage_path=storage, verbose=0,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="objective",
-                                                    checkpoint_score_order="min")))
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
     print(f"[{label}] {args.trials} trials, at most {max_concurrent or 'as resources allow'} at once, "
           f"{cpus:g} CPU / {gpus:g} GPU / {threads} torch thread(s) each", flush=True)
     started = time.perf_counter()

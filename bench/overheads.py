@@ -142,8 +142,7 @@ def experiment_overheads(args) -> dict:
                 tune_config=tune.TuneConfig(num_samples=args.trials, max_concurrent_trials=1),
                 run_config=tune.RunConfig(
                     name="overheads", storage_path=args.storage_path or tmp, verbose=0,
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="objective",
-                                                            checkpoint_score_order="min")))
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
             print(f"[experiment] {args.trials} trial(s) x {args.epochs} epochs of {images} images, "
                   f"{args.cpus_per_trial:g} CPU / {gpus:g} GPU / {threads} torch thread(s)", flush=True)
             grid = tuner.fit()

@@ -68,7 +68,7 @@ def build_parser() -> ArgumentParser:
                    help="epochs in which a collapsed verdict is penalised but never stops the trial: young "
                         "GANs cover few classes and look collapsed (default: a third of --epochs, rounded up)")
     p.add_argument("--keep-checkpoints", type=int, default=2,
-                   help="best checkpoints kept per trial, by objective (the latest is always kept too)")
+                   help="latest checkpoints kept per trial (default: 2)")
     p.add_argument("--max-failures", type=int, default=2, help="restarts of a failed trial from its last checkpoint")
     p.add_argument("--storage-path", default=str(Path("runs").resolve()),
                    help="where results go: a local directory or a pyarrow URI such as s3://bucket/path "
@@ -237,9 +237,11 @@ def build_tuner(args, datasets: dict):
     run_config = tune.RunConfig(
         name=args.name, storage_path=args.storage_path,
         stop=CollapseStopper() if args.early_stop else None,
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=args.keep_checkpoints,
-                                                checkpoint_score_attribute="objective",
-                                                checkpoint_score_order="min"),
+        # The latest N, not the best N by objective: Ray forces an experiment snapshot every N
+        # checkpoints of a trial, so the checkpoint the last snapshot names survives only if no
+        # checkpoint is deleted before N newer ones exist. Kept by objective, it can be deleted one
+        # epoch later, and --resume after a driver crash then fails that trial.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=args.keep_checkpoints),
         failure_config=tune.FailureConfig(max_failures=args.max_failures))
     if args.resume:
         path = f"{args.storage_path.rstrip('/')}/{args.name}"
