@@ -6,18 +6,20 @@ same evaluation (`--eval-samples` generated images, FID/KID/collapse against the
 
   A  the seed labs' grid: {bce, hinge} x z_dim {32, 64, 128} plus wgan and wgan-gp at their
      defaults (8 trials), every trial run to the end: no ASHA, no collapse stopper.
-  B  Optuna TPE over the full GAN space (search_spaces.gan_space) + ASHA (grace 1, reduction 2,
-     max_t = epochs) + the collapse stopper, `--budget` trials.
+  B  Optuna TPE over the full GAN space (search_spaces.gan_space), learning each trial's
+     searcher_objective after `--random-trials` random ones, + ASHA (grace 1,
+     `--reduction-factor`, max_t = epochs) + the collapse stopper, `--budget` trials.
 
 Both arms run `--concurrency` trials at once, 1 CPU each, and use `--width` for the DCGAN (a
 constant of both; A's trials are all DCGANs, B may also pick the MLP pair, as the full space does). For each seed
 (trial seeds and the TPE seed) the JSON gives: each arm's best FID and trial-epochs, the
 trial-epochs and wall time B needed to first report an FID at or below A's best (counting the
-reports completed up to and including that one, in completion order), and the trial-epochs of A
-that went into trials the collapse detector flagged (health collapsed or diverged, as
+reports completed up to and including that one, in completion order), the same count for A to
+reach its own best (the grid runs in order, so its best can come long before its last epoch), and
+the trial-epochs of A that went into trials the collapse detector flagged (health collapsed or diverged, as
 tuner.analysis ranks them). Target: B reaches A's best FID with <= 25% of A's trial-epochs.
 
-    python bench/search_efficiency.py                     # 3 seeds, about 40 minutes on 2 CPUs
+    python bench/search_efficiency.py                     # 3 seeds, about 38 minutes on 2 CPUs
     python bench/search_efficiency.py --seeds 0 --budget 6 --epochs 2 --limit 2000   # a quick check
 
 Writes bench/results/search_efficiency.json and search_efficiency.png (best FID so far against
@@ -36,8 +38,10 @@ import numpy as np
 import pandas as pd
 
 from machine import machine_info  # bench/machine.py, beside this script
+from tuner.run import RANDOM_TRIALS, REDUCTION_FACTOR
 
 TARGET_SHARE = 0.25
+TRIAL_COLUMNS = ["loss", "arch", "z_dim", "lr_g", "lr_d", "n_critic", "batch_size"]  # kept with each report
 GRID = [{"loss": loss, "z_dim": z} for loss in ("bce", "hinge") for z in (32, 64, 128)] + [{"loss": "wgan"},
                                                                                           {"loss": "wgan-gp"}]
 
@@ -47,8 +51,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", help="folder with FashionMNIST/ in torchvision's layout (default: $GANTUNE_DATA_DIR)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="repetitions, one seed each (default: 0 1 2)")
     p.add_argument("--limit", type=int, default=10000, help="fixed training subset of Fashion-MNIST (default: 10000)")
-    p.add_argument("--epochs", type=int, default=4, help="epochs per trial in both arms (default: 4)")
-    p.add_argument("--budget", type=int, default=16, help="trials TPE may start in arm B (default: 16)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs per trial in both arms, as in the labs (default: 10)")
+    p.add_argument("--budget", type=int, default=24, help="trials TPE may start in arm B (default: 24)")
+    p.add_argument("--random-trials", type=int, default=RANDOM_TRIALS,
+                   help=f"B: random trials before TPE models (default: {RANDOM_TRIALS}, as tuner/run.py)")
+    p.add_argument("--reduction-factor", type=float, default=REDUCTION_FACTOR,
+                   help=f"B: ASHA keeps the top 1/N at each rung (default: {REDUCTION_FACTOR:g}, as tuner/run.py)")
     p.add_argument("--concurrency", type=int, default=2, help="trials running at once in each arm (default: 2)")
     p.add_argument("--width", type=int, default=32, help="DCGAN width in both arms (default: 32)")
     p.add_argument("--eval-samples", type=int, default=1000, help="generated images per evaluation (default: 1000)")
@@ -61,25 +69,26 @@ def run_arm(arm: str, seed: int, args, datasets: dict, storage: str) -> pd.DataF
     """Runs one arm on the running Ray instance; returns its reports in completion order."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
     from search_spaces import gan_space, with_constants
     from tuner.analysis import load_history, load_trials
     from tuner.objective import CollapseStopper
-    from tuner.searchers import FixedConfigs
+    from tuner.searchers import FixedConfigs, tpe_searcher
     from tuner.trainable import TrialSettings, train_trial
 
     constants = {"model": "gan", "dataset": "fashion_mnist", "epochs": args.epochs, "seed": seed,
                  "width": args.width}
-    settings = TrialSettings(eval_samples=args.eval_samples, collapse_warmup=-(-args.epochs // 3))
+    settings = TrialSettings(eval_samples=args.eval_samples, collapse_warmup=-(-args.epochs // 3),
+                             searcher_epoch=1 if arm == "B" else args.epochs)
     if arm == "A":
         points = [{**point, **constants, "arch": "dcgan"} for point in GRID]
         searcher, scheduler, stop = FixedConfigs(points), FIFOScheduler(), None
         num_samples = len(GRID)
     else:
         space = partial(with_constants, gan_space, constants)  # B also searches arch (dcgan/mlp)
-        searcher = OptunaSearch(space=space, metric="objective", mode="min", seed=seed)
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=args.epochs, grace_period=1, reduction_factor=2)
+        searcher = tpe_searcher(space, seed, args.random_trials)
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=args.epochs, grace_period=1,
+                                  reduction_factor=args.reduction_factor)
         stop, num_samples = CollapseStopper(), args.budget
     name = f"{arm}-seed{seed}"
     tuner = tune.Tuner(
@@ -90,7 +99,7 @@ def run_arm(arm: str, seed: int, args, datasets: dict, storage: str) -> pd.DataF
     tuner.fit()
     history = load_history(Path(storage) / name)
     trials = load_trials(Path(storage) / name)
-    history = history.merge(trials[["trial_id", "health", "loss"]], on="trial_id", how="left")
+    history = history.merge(trials[["trial_id", "health", *TRIAL_COLUMNS]], on="trial_id", how="left")
     history["finished_at"] = history["timestamp"]
     started = (history["timestamp"] - history["time_total_s"]).min()
     history["seconds_since_start"] = history["finished_at"] - started
@@ -104,8 +113,10 @@ def summarise(a: pd.DataFrame, b: pd.DataFrame) -> dict:
     flagged = a[a["health"].isin(["collapsed", "diverged"])]
     result = {
         "A_best_fid": a_best, "B_best_fid": b_best, "A_trial_epochs": a_epochs, "B_trial_epochs": b_epochs,
+        "B_best_fid_within_A_trial_epochs": float(b["fid"].iloc[:a_epochs].min()),  # at equal compute
         "A_trials": int(a["trial_id"].nunique()), "B_trials": int(b["trial_id"].nunique()),
         "A_wall_seconds": float(a["seconds_since_start"].max()), "B_wall_seconds": float(b["seconds_since_start"].max()),
+        "A_trial_epochs_to_reach_own_best": int(a.index[a["fid"] <= a_best][0]) + 1,
         "A_trial_epochs_in_flagged_trials": int(len(flagged)),
         "A_flagged_trials": sorted(flagged["trial_id"].unique().tolist()),
         "A_best_trial_loss": str(a.loc[a["fid"].idxmin(), "loss"]),
@@ -120,11 +131,19 @@ def summarise(a: pd.DataFrame, b: pd.DataFrame) -> dict:
     return result
 
 
+def reports(history: pd.DataFrame) -> list[dict]:
+    """Every report of one arm in completion order, for the JSON: what was trained and what it scored."""
+    columns = ["trial_id", "epoch", "fid", "objective", "health", *TRIAL_COLUMNS, "seconds_since_start"]
+    return json.loads(history[columns].round(6).to_json(orient="records"))
+
+
 def plot(curves: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
+    a_epochs = max(len(history) for (arm, _), history in curves.items() if arm == "A")
+    ax.axvline(TARGET_SHARE * a_epochs, color="grey", linestyle=":", label=f"target: {TARGET_SHARE:.0%} of A")
     for (arm, seed), history in curves.items():
         ax.step(np.arange(1, len(history) + 1), history["fid"].cummin(), where="post",
                 color="C0" if arm == "A" else "C1", alpha=0.8, label=f"{arm} seed {seed}")
@@ -164,6 +183,7 @@ def main(argv=None) -> dict:
         "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "grid_A": GRID, "per_seed": per_seed,
+        "reports": {f"{arm}-seed{seed}": reports(history) for (arm, seed), history in curves.items()},
         "target": f"B reaches A's best FID with <= {TARGET_SHARE:.0%} of A's trial-epochs",
         "seeds_meeting_target": int(sum(s is not None and s <= TARGET_SHARE for s in shares)),
         "seconds": round(time.time() - started, 1),
