@@ -58,8 +58,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--reduction-factor", type=float, default=REDUCTION_FACTOR,
                    help=f"ASHA: keep the top 1/N at each rung (default: {REDUCTION_FACTOR:g})")
     p.add_argument("--random-trials", type=int, default=RANDOM_TRIALS,
-                   help=f"trials sampled at random before TPE starts modelling the results (Optuna's "
-                        f"n_startup_trials; default: {RANDOM_TRIALS})")
+                   help=f"TPE samples at random until this many trials have finished, then models their results "
+                        f"(Optuna's n_startup_trials; default: {RANDOM_TRIALS})")
     p.add_argument("--no-early-stop", action="store_true",
                    help="no ASHA and no collapse stopper: every trial runs to the end")
     p.add_argument("--collapse-patience", type=int, default=2,
