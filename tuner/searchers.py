@@ -13,7 +13,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 def tpe_searcher(space, seed: int, random_trials: int) -> OptunaSearch:
     """TPE over a define-by-run space, minimising each trial's `searcher_objective` (see
-    tuner/objective.py), modelling after `random_trials` random trials."""
+    tuner/objective.py), sampling at random until `random_trials` trials have finished."""
     import optuna
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=random_trials)
     return OptunaSearch(space=space, metric="searcher_objective", mode="min", sampler=sampler)
