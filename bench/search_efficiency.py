@@ -54,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=10, help="epochs per trial in both arms, as in the labs (default: 10)")
     p.add_argument("--budget", type=int, default=24, help="trials TPE may start in arm B (default: 24)")
     p.add_argument("--random-trials", type=int, default=RANDOM_TRIALS,
-                   help=f"B: random trials before TPE models (default: {RANDOM_TRIALS}, as tuner/run.py)")
+                   help=f"B: TPE samples at random until this many trials have finished (default: {RANDOM_TRIALS}, as tuner/run.py)")
     p.add_argument("--reduction-factor", type=float, default=REDUCTION_FACTOR,
                    help=f"B: ASHA keeps the top 1/N at each rung (default: {REDUCTION_FACTOR:g}, as tuner/run.py)")
     p.add_argument("--concurrency", type=int, default=2, help="trials running at once in each arm (default: 2)")
