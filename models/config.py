@@ -6,7 +6,7 @@ from its flags. Fields left as None take the defaults the literature uses for th
 
 from dataclasses import asdict, dataclass, fields
 
-from models.errors import UserInputError, require_choice, require_positive
+from models.errors import UserInputError, require_choice, require_non_negative, require_positive
 from models.losses import LOSSES
 from models.nets import ARCHS
 
@@ -91,8 +91,7 @@ class VAEConfig:
     def __post_init__(self):
         for name in ("latent_dim", "lr", "width", "batch_size", "epochs"):
             require_positive(name, getattr(self, name))
-        if self.beta < 0:
-            raise UserInputError(f"beta: must be >= 0, got {self.beta!r}")
+        require_non_negative("beta", self.beta)
         if not 0 <= self.dropout < 1:
             raise UserInputError(f"dropout: must be in [0, 1), got {self.dropout!r}")
 

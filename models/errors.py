@@ -21,6 +21,11 @@ def require_positive(field: str, value) -> None:
         raise UserInputError(f"{field}: must be > 0, got {value!r}")
 
 
+def require_non_negative(field: str, value) -> None:
+    if value is None or not value >= 0:
+        raise UserInputError(f"{field}: must be >= 0, got {value!r}")
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line on stderr (no usage dump) and exit status 2."""
 

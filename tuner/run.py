@@ -19,7 +19,8 @@ from functools import partial
 from pathlib import Path
 
 from models.data import DATASETS, load_dataset
-from models.errors import ArgumentParser, UserInputError, exit_on_user_error, require_positive
+from models.errors import (ArgumentParser, UserInputError, exit_on_user_error, require_non_negative,
+                           require_positive)
 
 REDUCTION_FACTOR = 2  # ASHA's: rungs at 1, 2, 4 and 8 epochs of a 10-epoch search
 RANDOM_TRIALS = 10  # Optuna's default n_startup_trials
@@ -95,11 +96,8 @@ def resolve_args(args):
     for key in ("num_samples", "limit", "max_concurrent"):
         if getattr(args, key) is not None:
             require_positive(key.replace("_", "-"), getattr(args, key))
-    if args.collapse_warmup < 0:
-        raise UserInputError(f"collapse-warmup: {args.collapse_warmup:g} is not allowed; use epochs >= 0")
-    for key in ("max_failures", "steps_per_report", "random_trials"):
-        if getattr(args, key) < 0:
-            raise UserInputError(f"{key.replace('_', '-')}: {getattr(args, key)} is not allowed; use a number >= 0")
+    for key in ("collapse_warmup", "max_failures", "steps_per_report", "random_trials"):
+        require_non_negative(key.replace("_", "-"), getattr(args, key))
     gpus = args.gpus_per_trial
     if gpus is not None and (gpus < 0 or (gpus > 1 and gpus != int(gpus))):
         raise UserInputError(f"gpus-per-trial: {gpus} is not allowed; use a fraction in [0, 1] or a whole number")
