@@ -57,7 +57,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--max-concurrent", type=int, help="cap on trials running at once (default: as resources allow)")
     p.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial can be stopped")
     p.add_argument("--reduction-factor", type=float, default=REDUCTION_FACTOR,
-                   help=f"ASHA: keep the top 1/N at each rung (default: {REDUCTION_FACTOR:g})")
+                   help=f"ASHA: keep the top 1/N at each rung, re-checked at every report (default: {REDUCTION_FACTOR:g})")
     p.add_argument("--random-trials", type=int, default=RANDOM_TRIALS,
                    help=f"TPE samples at random until this many trials have finished, then models their results "
                         f"(Optuna's n_startup_trials; default: {RANDOM_TRIALS})")
@@ -213,10 +213,11 @@ def load_datasets(args) -> dict:
 def build_tuner(args, datasets: dict):
     import ray
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
 
     from search_spaces import SPACES, seed_grid, with_constants
     from tuner.objective import CollapseStopper
+    from tuner.scheduler import RerankingASHA
     from tuner.searchers import FixedConfigs, tpe_searcher
     from tuner.trainable import TrialSettings, train_trial
 
@@ -256,7 +257,7 @@ def build_tuner(args, datasets: dict):
         space = partial(with_constants, SPACES[(args.space, args.model)], constants)
         searcher = tpe_searcher(space, args.seed, args.random_trials)
         num_samples = args.num_samples
-    scheduler = (ASHAScheduler(time_attr="epoch", max_t=args.epochs, grace_period=args.grace_period,
+    scheduler = (RerankingASHA(time_attr="epoch", max_t=args.epochs, grace_period=args.grace_period,
                                reduction_factor=args.reduction_factor)
                  if args.early_stop else FIFOScheduler())
     tune_config = tune.TuneConfig(metric="objective", mode="min", search_alg=searcher, scheduler=scheduler,

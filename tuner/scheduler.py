@@ -1,0 +1,36 @@
+"""ASHA that keeps ranking a trial after it passes a rung, not only when it arrives there.
+
+Ray's ASHA decides once, when a trial reaches a rung: it goes on if it is in the top
+1/reduction_factor of the results recorded there so far. The first trial to reach a rung has
+nothing to be compared with, so it always goes on, and with few trials at a time those first
+trials are often random picks with poor FIDs: in bench/search_efficiency.py a trial at FID 1047
+after one epoch ran to epoch 6 because it reported a few seconds before the others. Here a
+running trial is checked again at every report, against everyone recorded at the highest rung it
+passed that now holds at least reduction_factor results, and stopped once it has fallen out of
+that rung's top 1/reduction_factor. The cutoff is Ray's own (the bracket's `cutoff`).
+"""
+
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+
+def outranked(rungs: list[tuple[float, dict]], trial_id: str, reduction_factor: float, cutoff) -> bool:
+    """Whether `trial_id` has fallen below `cutoff(recorded)` at the highest rung it was recorded
+    at that holds at least `reduction_factor` results. `rungs` are Ray's (milestone, {trial_id:
+    reward}) pairs, rewards higher-is-better; a trial alone at every rung it passed is not outranked."""
+    for _, recorded in sorted(rungs, key=lambda rung: rung[0], reverse=True):
+        if trial_id in recorded and len(recorded) >= reduction_factor:
+            return recorded[trial_id] < cutoff(recorded)
+    return False
+
+
+class RerankingASHA(ASHAScheduler):
+    """ASHAScheduler plus `outranked` at every report of a trial it would let go on."""
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        bracket = self._trial_info.get(trial.trial_id)
+        if action == TrialScheduler.CONTINUE and bracket is not None:
+            if outranked(bracket._rungs, trial.trial_id, bracket.rf, bracket.cutoff):
+                self._num_stopped += 1
+                return TrialScheduler.STOP
+        return action
