@@ -7,8 +7,9 @@ same evaluation (`--eval-samples` generated images, FID/KID/collapse against the
   A  the seed labs' grid: {bce, hinge} x z_dim {32, 64, 128} plus wgan and wgan-gp at their
      defaults (8 trials), every trial run to the end: no ASHA, no collapse stopper.
   B  Optuna TPE over the full GAN space (search_spaces.gan_space), learning each trial's
-     searcher_objective after `--random-trials` random ones, + ASHA (grace 1,
-     `--reduction-factor`, max_t = epochs) + the collapse stopper, `--budget` trials.
+     searcher_objective after `--random-trials` random ones, + ASHA that re-ranks running trials
+     (tuner/scheduler.py; grace 1, `--reduction-factor`, max_t = epochs) + the collapse stopper,
+     `--budget` trials.
 
 Both arms run `--concurrency` trials at once, 1 CPU each, and use `--width` for the DCGAN (a
 constant of both; A's trials are all DCGANs, B may also pick the MLP pair, as the full space does). For each seed
@@ -68,11 +69,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run_arm(arm: str, seed: int, args, datasets: dict, storage: str) -> pd.DataFrame:
     """Runs one arm on the running Ray instance; returns its reports in completion order."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
 
     from search_spaces import gan_space, with_constants
     from tuner.analysis import load_history, load_trials
     from tuner.objective import CollapseStopper
+    from tuner.scheduler import RerankingASHA
     from tuner.searchers import FixedConfigs, tpe_searcher
     from tuner.trainable import TrialSettings, train_trial
 
@@ -87,7 +89,7 @@ def run_arm(arm: str, seed: int, args, datasets: dict, storage: str) -> pd.DataF
     else:
         space = partial(with_constants, gan_space, constants)  # B also searches arch (dcgan/mlp)
         searcher = tpe_searcher(space, seed, args.random_trials)
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=args.epochs, grace_period=1,
+        scheduler = RerankingASHA(time_attr="epoch", max_t=args.epochs, grace_period=1,
                                   reduction_factor=args.reduction_factor)
         stop, num_samples = CollapseStopper(), args.budget
     name = f"{arm}-seed{seed}"
@@ -182,7 +184,7 @@ def main(argv=None) -> dict:
         "machine": machine_info(),
         "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "grid_A": GRID, "per_seed": per_seed,
+        "grid_A": GRID, "B_scheduler": "tuner.scheduler.RerankingASHA", "per_seed": per_seed,
         "reports": {f"{arm}-seed{seed}": reports(history) for (arm, seed), history in curves.items()},
         "target": f"B reaches A's best FID with <= {TARGET_SHARE:.0%} of A's trial-epochs",
         "seeds_meeting_target": int(sum(s is not None and s <= TARGET_SHARE for s in shares)),
