@@ -148,9 +148,10 @@ def plot(curves: dict, path: Path) -> None:
     ax.axvline(TARGET_SHARE * a_epochs, color="grey", linestyle=":", label=f"target: {TARGET_SHARE:.0%} of A")
     for (arm, seed), history in curves.items():
         ax.step(np.arange(1, len(history) + 1), history["fid"].cummin(), where="post",
-                color="C0" if arm == "A" else "C1", alpha=0.8, label=f"{arm} seed {seed}")
+                color="C0" if arm == "A" else "C1", linestyle=["-", "--", "-."][int(seed) % 3], alpha=0.8,
+                label=f"{arm} seed {seed}")
     ax.set(xlabel="trial-epochs spent", ylabel="best FID so far", yscale="log",
-           title="A: seed grid to the end; B: TPE + ASHA + collapse stopper")
+           title="A: seed grid to the end; B: TPE + re-ranking ASHA + collapse stopper")
     ax.legend(fontsize=7, ncol=2)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
