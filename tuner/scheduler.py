@@ -8,6 +8,9 @@ after one epoch ran to epoch 6 because it reported a few seconds before the othe
 running trial is checked again at every report, against everyone recorded at the highest rung it
 passed that now holds at least reduction_factor results, and stopped once it has fallen out of
 that rung's top 1/reduction_factor. The cutoff is Ray's own (the bracket's `cutoff`).
+
+This reads ASHAScheduler's private bookkeeping (`_trial_info`, each bracket's `_rungs`) as Ray 2.60
+has it; tests/test_scheduler.py fails if a Ray upgrade changes it.
 """
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
