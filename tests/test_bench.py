@@ -1,0 +1,78 @@
+"""The benchmarks in bench/, each in its quick form on real data and a real local Ray: every
+summary figure in their JSON must follow from the raw measurements stored beside it. Times are
+never asserted (they are what the benchmarks measure, on whatever machine runs them)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+BATCH = 64  # the benchmarks' default batch size; an epoch trains the whole batches of its subset
+
+
+def run_bench(script: str, out, data_dir, *args: str) -> dict:
+    done = subprocess.run([sys.executable, str(REPO / "bench" / script), "--data-dir", str(data_dir),
+                           "--out", str(out), *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_search_efficiency_summary_follows_from_its_reports(data_dir, tmp_path):
+    epochs, budget = 2, 4
+    report = run_bench("search_efficiency.py", tmp_path / "se.json", data_dir, "--seeds", "0", "--budget", str(budget),
+                       "--epochs", str(epochs), "--limit", "1000", "--width", "16", "--eval-samples", "200")
+    a, b, seed = report["reports"]["A-seed0"], report["reports"]["B-seed0"], report["per_seed"]["0"]
+    a_trials = {r["trial_id"] for r in a}
+    assert len(a_trials) == seed["A_trials"] == len(report["grid_A"]) == 8
+    assert sorted(r["epoch"] for r in a) == sorted(list(range(1, epochs + 1)) * 8)  # the grid runs to the end
+    assert seed["A_trial_epochs"] == len(a) and seed["B_trial_epochs"] == len(b)
+    assert seed["B_trials"] == len({r["trial_id"] for r in b}) == budget
+    assert seed["A_best_fid"] == pytest.approx(min(r["fid"] for r in a), abs=1e-5)
+    assert seed["B_best_fid"] == pytest.approx(min(r["fid"] for r in b), abs=1e-5)
+    assert seed["A_trial_epochs_to_reach_own_best"] == 1 + next(i for i, r in enumerate(a) if r["fid"] <= seed["A_best_fid"])
+    assert seed["B_best_fid_within_A_trial_epochs"] == pytest.approx(min(r["fid"] for r in b[:len(a)]), abs=1e-5)
+    assert seed["A_trial_epochs_in_flagged_trials"] == sum(r["health"] in ("collapsed", "diverged") for r in a)
+    reached = [i for i, r in enumerate(b) if r["fid"] <= seed["A_best_fid"]]
+    assert seed["B_reached_A_best"] == bool(reached)
+    if reached:
+        assert seed["B_trial_epochs_to_reach_A_best"] == reached[0] + 1
+        assert seed["B_share_of_A_trial_epochs"] == pytest.approx((reached[0] + 1) / len(a))
+    meets = seed.get("B_share_of_A_trial_epochs", 1) <= 0.25
+    assert report["seeds_meeting_target"] == int(meets)
+    assert (tmp_path / "se.png").stat().st_size > 0
+
+
+def test_concurrency_counts_the_images_its_trials_trained(data_dir, tmp_path):
+    limit, epochs, trials = 500, 2, 2
+    report = run_bench("concurrency.py", tmp_path / "cc.json", data_dir, "--trials", str(trials), "--limit", str(limit),
+                       "--epochs", str(epochs), "--width", "16", "--eval-samples", "200")
+    arms = report["arms"]
+    assert [arm["max_concurrent_trials"] for arm in arms] == [1, 2]
+    assert [arm["observed_peak_concurrency"] for arm in arms] == [1, 2]
+    for arm in arms:
+        assert arm["trials_finished"] == trials and arm["trials_errored"] == 0
+        assert arm["images_trained"] == trials * epochs * (limit // BATCH) * BATCH
+        assert arm["aggregate_images_per_s"] == pytest.approx(arm["images_trained"] / arm["wall_seconds"], rel=0.01)
+        assert arm["trials_per_hour"] == pytest.approx(trials / arm["wall_seconds"] * 3600, rel=0.01)
+    assert arms[1]["aggregate_speedup_vs_first_arm"] == pytest.approx(
+        arms[1]["aggregate_images_per_s"] / arms[0]["aggregate_images_per_s"], rel=0.01)
+
+
+def test_overheads_fractions_and_optuna_latency_are_measured(data_dir, tmp_path):
+    limit, epochs, finished, asks = 500, 3, 20, 3
+    report = run_bench("overheads.py", tmp_path / "oh.json", data_dir, "--trials", "1", "--epochs", str(epochs),
+                       "--limit", str(limit), "--width", "16", "--eval-samples", "200", "--finished", str(finished),
+                       "--asks", str(asks))
+    experiment, per_report = report["experiment"], report["experiment"]["per_report"]
+    assert experiment["reports_in_medians"] == epochs - 1 == per_report["overhead_s"]["n"]  # the first is left out
+    assert experiment["report_overhead_fraction_of_epoch"] == per_report["overhead_fraction"]["median"] > 0
+    assert experiment["eval_fraction_of_epoch"] == per_report["eval_fraction"]["median"] > 0
+    assert experiment["full_epoch_extrapolated"]["train_seconds"] == pytest.approx(
+        per_report["train_s"]["median"] * 60000 / limit, rel=0.01)
+    optuna = report["optuna"]
+    assert optuna["finished_trials"] == finished and len(optuna["fill_curve_seconds"]) == finished
+    assert optuna["optuna_ask_plus_space_seconds"]["n"] == asks == optuna["ray_optunasearch_suggest_seconds"]["n"]
