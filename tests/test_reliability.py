@@ -90,6 +90,13 @@ def wait_for(condition, timeout, what, process=None):
         time.sleep(0.2)
 
 
+def recorded_reports(trial: Path) -> int:
+    """Complete lines in the trial's result.json so far. The driver appends one per report it has
+    processed, which can lag the checkpoints the trial itself has already written to storage."""
+    path = trial / "result.json"
+    return path.read_text().count("\n") if path.is_file() else 0
+
+
 def raw_results(trial: Path) -> pd.DataFrame:
     """Ray's own record of a trial: every line of its result.json, duplicates included."""
     return pd.read_json(trial / "result.json", lines=True)
@@ -277,7 +284,7 @@ def test_storage_that_stops_taking_writes_stops_the_run_clearly(cluster, data_di
                             env=driver_env(data_dir), stdout=log.open("w"), stderr=errors.open("w"))
     try:
         wait_for(lambda: len(dirs := trial_dirs(recorded)) == 4 and all(last_checkpoint(d) >= 2 for d in dirs)
-                 and all((d / "result.json").is_file() for d in dirs), 240, "four trials with results", driver)
+                 and all(recorded_reports(d) >= 2 for d in dirs), 240, "four trials with results", driver)
         (tmp_path / "unmounted").write_text("")
         (tmp_path / "mnt.new").symlink_to(tmp_path / "unmounted")
         os.replace(tmp_path / "mnt.new", mount)  # atomic: no moment where `mnt` could be re-created as a dir
