@@ -9,7 +9,7 @@ same evaluation (`--eval-samples` generated images, FID/KID/collapse against the
   B  Optuna TPE over the full GAN space (search_spaces.gan_space), learning each trial's
      searcher_objective after `--random-trials` random ones, + ASHA that re-ranks running trials
      (tuner/scheduler.py; grace 1, `--reduction-factor`, max_t = epochs) + the collapse stopper,
-     `--budget` trials.
+     `--budget` trials. `--asha ray` runs B with Ray's own ASHAScheduler instead, for comparison.
 
 Both arms run `--concurrency` trials at once, 1 CPU each, and use `--width` for the DCGAN (a
 constant of both; A's trials are all DCGANs, B may also pick the MLP pair, as the full space does). For each seed
@@ -22,6 +22,7 @@ tuner.analysis ranks them). Target: B reaches A's best FID with <= 25% of A's tr
 
     python bench/search_efficiency.py                     # 3 seeds, about 38 minutes on 2 CPUs
     python bench/search_efficiency.py --seeds 0 --budget 6 --epochs 2 --limit 2000   # a quick check
+    python bench/search_efficiency.py --asha ray --out bench/results/search_efficiency_ray_asha.json
 
 Writes bench/results/search_efficiency.json and search_efficiency.png (best FID so far against
 trial-epochs, per arm and seed). Asserts nothing.
@@ -42,6 +43,8 @@ from machine import machine_info  # bench/machine.py, beside this script
 from tuner.run import RANDOM_TRIALS, REDUCTION_FACTOR
 
 TARGET_SHARE = 0.25
+SCHEDULERS = {"reranking": ("tuner.scheduler.RerankingASHA", "re-ranking ASHA"),  # --asha: (class, plot label)
+              "ray": ("ray.tune.schedulers.ASHAScheduler", "Ray's ASHA")}
 TRIAL_COLUMNS = ["loss", "arch", "z_dim", "lr_g", "lr_d", "n_critic", "batch_size"]  # kept with each report
 GRID = [{"loss": loss, "z_dim": z} for loss in ("bce", "hinge") for z in (32, 64, 128)] + [{"loss": "wgan"},
                                                                                           {"loss": "wgan-gp"}]
@@ -58,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"B: TPE samples at random until this many trials have finished (default: {RANDOM_TRIALS}, as tuner/run.py)")
     p.add_argument("--reduction-factor", type=float, default=REDUCTION_FACTOR,
                    help=f"B: ASHA keeps the top 1/N at each rung (default: {REDUCTION_FACTOR:g}, as tuner/run.py)")
+    p.add_argument("--asha", choices=tuple(SCHEDULERS), default="reranking",
+                   help="B: reranking = tuner/scheduler.py's RerankingASHA, as tuner/run.py; ray = Ray's "
+                        "ASHAScheduler, which judges a trial only when it reaches a rung (default: reranking)")
     p.add_argument("--concurrency", type=int, default=2, help="trials running at once in each arm (default: 2)")
     p.add_argument("--width", type=int, default=32, help="DCGAN width in both arms (default: 32)")
     p.add_argument("--eval-samples", type=int, default=1000, help="generated images per evaluation (default: 1000)")
@@ -69,7 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run_arm(arm: str, seed: int, args, datasets: dict, storage: str) -> pd.DataFrame:
     """Runs one arm on the running Ray instance; returns its reports in completion order."""
     from ray import tune
-    from ray.tune.schedulers import FIFOScheduler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from search_spaces import gan_space, with_constants
     from tuner.analysis import load_history, load_trials
@@ -89,8 +95,8 @@ def run_arm(arm: str, seed: int, args, datasets: dict, storage: str) -> pd.DataF
     else:
         space = partial(with_constants, gan_space, constants)  # B also searches arch (dcgan/mlp)
         searcher = tpe_searcher(space, seed, args.random_trials)
-        scheduler = RerankingASHA(time_attr="epoch", max_t=args.epochs, grace_period=1,
-                                  reduction_factor=args.reduction_factor)
+        asha = RerankingASHA if args.asha == "reranking" else ASHAScheduler
+        scheduler = asha(time_attr="epoch", max_t=args.epochs, grace_period=1, reduction_factor=args.reduction_factor)
         stop, num_samples = CollapseStopper(), args.budget
     name = f"{arm}-seed{seed}"
     tuner = tune.Tuner(
@@ -139,7 +145,7 @@ def reports(history: pd.DataFrame) -> list[dict]:
     return json.loads(history[columns].round(6).to_json(orient="records"))
 
 
-def plot(curves: dict, path: Path) -> None:
+def plot(curves: dict, path: Path, asha: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -151,7 +157,7 @@ def plot(curves: dict, path: Path) -> None:
                 color="C0" if arm == "A" else "C1", linestyle=["-", "--", "-."][int(seed) % 3], alpha=0.8,
                 label=f"{arm} seed {seed}")
     ax.set(xlabel="trial-epochs spent", ylabel="best FID so far", yscale="log",
-           title="A: seed grid to the end; B: TPE + re-ranking ASHA + collapse stopper")
+           title=f"A: seed grid to the end; B: TPE + {SCHEDULERS[asha][1]} + collapse stopper")
     ax.legend(fontsize=7, ncol=2)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -185,7 +191,7 @@ def main(argv=None) -> dict:
         "machine": machine_info(),
         "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "grid_A": GRID, "B_scheduler": "tuner.scheduler.RerankingASHA", "per_seed": per_seed,
+        "grid_A": GRID, "B_scheduler": SCHEDULERS[args.asha][0], "per_seed": per_seed,
         "reports": {f"{arm}-seed{seed}": reports(history) for (arm, seed), history in curves.items()},
         "target": f"B reaches A's best FID with <= {TARGET_SHARE:.0%} of A's trial-epochs",
         "seeds_meeting_target": int(sum(s is not None and s <= TARGET_SHARE for s in shares)),
@@ -193,7 +199,7 @@ def main(argv=None) -> dict:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    plot(curves, args.out.with_suffix(".png"))
+    plot(curves, args.out.with_suffix(".png"), args.asha)
     print(f"B reached A's best FID within {TARGET_SHARE:.0%} of A's trial-epochs in "
           f"{report['seeds_meeting_target']} of {len(shares)} seeds; shares: {shares}; wrote {args.out}")
     return report
