@@ -25,7 +25,7 @@ from machine import machine_info  # bench/machine.py, beside this script
 from models.config import GANConfig
 from models.data import load_dataset, resolve_data_dir
 from models.gan_trainer import GANTrainer
-from models.losses import discriminator_loss, generator_loss
+from models.losses import d_bce, g_bce
 from models.nets import build_gan
 
 TARGETS = {"cpu": {"dcgan": 1.3, "mlp": 1.6}, "cuda": {"dcgan": 3.0, "mlp": 3.0}}
@@ -55,11 +55,11 @@ class SeedLoop:
             real = next(self.batches).to(self.device)
             with torch.no_grad():  # same forward passes as GANTrainer: fresh noise for each step
                 fake = self.G(torch.randn(c.batch_size, c.z_dim, device=self.device))
-            d_loss = discriminator_loss("bce", self.D(real), self.D(fake))
+            d_loss = d_bce(self.D(real), self.D(fake), {"real_label": 1.0})
             self.opt_d.zero_grad()
             d_loss.backward()
             self.opt_d.step()
-            g_loss = generator_loss("bce", self.D(self.G(torch.randn(c.batch_size, c.z_dim, device=self.device))))
+            g_loss = g_bce(self.D(self.G(torch.randn(c.batch_size, c.z_dim, device=self.device))))
             self.opt_g.zero_grad()
             g_loss.backward()
             self.opt_g.step()

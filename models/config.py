@@ -1,35 +1,26 @@
 """Run configurations for the two trainers, validated, with per-loss defaults filled in.
 
 A config is plain data: the tuner builds one from a Ray/Optuna dict (`from_dict`), the CLI
-from its flags. Fields left as None take the defaults the literature uses for that loss.
+from its flags. Fields left as None take the defaults of the loss's registry entry (the
+literature's for that loss). A loss's own hyperparameters (clip_value, gp_lambda, real_label, or
+those of a loss registered later) are declared by its entry in models.losses.LOSSES; they live in
+`loss_params` and appear as top-level keys in `from_dict` / `to_dict`, like every other field.
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from models.errors import UserInputError, require_choice, require_non_negative, require_positive
-from models.losses import LOSSES
-from models.nets import ARCHS
+from models.losses import LOSSES, specific_params
+from models.nets import ARCHS, D_NORMS
 
 OPTIMIZERS = ("adam", "rmsprop")
-
-# lr, optimizer, (beta1, beta2), n_critic: DCGAN for bce/hinge, the WGAN and WGAN-GP papers for theirs.
-LOSS_DEFAULTS = {
-    "bce": dict(lr=2e-4, optimizer="adam", betas=(0.5, 0.999), n_critic=1),
-    "hinge": dict(lr=2e-4, optimizer="adam", betas=(0.5, 0.999), n_critic=1),
-    "wgan": dict(lr=5e-5, optimizer="rmsprop", betas=(0.5, 0.999), n_critic=5),
-    "wgan-gp": dict(lr=1e-4, optimizer="adam", betas=(0.5, 0.9), n_critic=5),
-}
+LR_DECAYS = ("none", "linear")  # linear: to 0 over the configured epochs, every step, both optimizers
 
 
-LOSS_SPECIFIC = {"clip_value": "wgan", "gp_lambda": "wgan-gp", "real_label": "bce"}  # field: the loss it applies to
-
-
-def _from_dict(cls, values: dict):
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
+def require_known(values: dict, known) -> None:
+    unknown = sorted(set(values) - set(known))
     if unknown:
         raise UserInputError(f"config: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return cls(**values)
 
 
 @dataclass
@@ -43,10 +34,11 @@ class GANConfig:
     beta2: float | None = None
     optimizer: str | None = None
     n_critic: int | None = None
-    clip_value: float = 0.01  # wgan only
-    gp_lambda: float = 10.0  # wgan-gp only
-    real_label: float = 1.0  # bce only; 0.9 is one-sided label smoothing
-    spectral_norm: bool = False
+    loss_params: dict = field(default_factory=dict)  # the loss's own fields; missing ones take its defaults
+    d_norm: str = "none"  # discriminator normalisation, one of models.nets.D_NORMS
+    ema_decay: float = 0.0  # EMA of G's weights and BatchNorm statistics; 0 = off
+    ema_start: float = 0.0  # epochs of training before the EMA starts averaging; until then it equals G
+    lr_decay: str = "none"
     width: int = 64
     batch_size: int = 64
     epochs: int = 10
@@ -55,7 +47,14 @@ class GANConfig:
     def __post_init__(self):
         require_choice("loss", self.loss, LOSSES)
         require_choice("arch", self.arch, ARCHS)
-        defaults = LOSS_DEFAULTS[self.loss]
+        require_choice("d_norm", self.d_norm, D_NORMS)
+        require_choice("lr_decay", self.lr_decay, LR_DECAYS)
+        entry = LOSSES[self.loss]
+        if self.d_norm in entry.excluded_d_norms:
+            allowed = ", ".join(n for n in D_NORMS if n not in entry.excluded_d_norms)
+            raise UserInputError(f"d_norm: {self.d_norm!r} cannot train with loss {self.loss!r} "
+                                 f"({entry.why_excluded}); use d_norm {allowed}")
+        defaults = entry.defaults
         self.lr_g = defaults["lr"] if self.lr_g is None else self.lr_g
         self.lr_d = self.lr_g if self.lr_d is None else self.lr_d
         self.beta1 = defaults["betas"][0] if self.beta1 is None else self.beta1
@@ -63,17 +62,45 @@ class GANConfig:
         self.optimizer = self.optimizer or defaults["optimizer"]
         self.n_critic = defaults["n_critic"] if self.n_critic is None else self.n_critic
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
-        for name in ("z_dim", "lr_g", "lr_d", "n_critic", "clip_value", "gp_lambda", "width",
-                     "batch_size", "epochs"):
+        for name in ("z_dim", "lr_g", "lr_d", "n_critic", "width", "batch_size", "epochs"):
             require_positive(name, getattr(self, name))
-        for name in ("beta1", "beta2"):
+        for name in ("beta1", "beta2", "ema_decay"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserInputError(f"{name}: must be in [0, 1), got {getattr(self, name)!r}")
-        if not 0 < self.real_label <= 1:
-            raise UserInputError(f"real_label: must be in (0, 1], got {self.real_label!r}")
+        require_non_negative("ema_start", self.ema_start)
+        self.loss_params = self._checked_loss_params()
 
-    from_dict = classmethod(_from_dict)
-    to_dict = asdict
+    def _checked_loss_params(self) -> dict:
+        specific = LOSSES[self.loss].specific
+        for name in self.loss_params:
+            if name not in specific:
+                users = [e.name for e in LOSSES.values() if name in e.specific] or ["no registered loss"]
+                raise UserInputError(f"{name}: applies to loss {' or '.join(users)} only, not {self.loss!r}")
+        values = {name: self.loss_params.get(name, param.default) for name, param in specific.items()}
+        for name, value in values.items():
+            low, high = specific[name].low, specific[name].high
+            if not low < value <= high:
+                raise UserInputError(f"{name}: must be in ({low:g}, {high:g}], got {value!r}")
+        return values
+
+    @classmethod
+    def keys(cls) -> set[str]:
+        """The keys of the flat dict form: the fields, and every registered loss's own fields."""
+        return ({f.name for f in fields(cls)} - {"loss_params"}) | specific_params().keys()
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "GANConfig":
+        """From a flat dict (a trial's config, config.json): loss-specific fields at the top level."""
+        require_known(values, cls.keys())
+        specific = specific_params()
+        params = {k: v for k, v in values.items() if k in specific}
+        return cls(**{k: v for k, v in values.items() if k not in specific}, loss_params=params)
+
+    def to_dict(self) -> dict:
+        """Flat: the loss's own fields as top-level keys, as `from_dict` reads them."""
+        values = asdict(self)
+        params = values.pop("loss_params")
+        return {**values, **params}
 
 
 @dataclass
@@ -95,5 +122,13 @@ class VAEConfig:
         if not 0 <= self.dropout < 1:
             raise UserInputError(f"dropout: must be in [0, 1), got {self.dropout!r}")
 
-    from_dict = classmethod(_from_dict)
+    @classmethod
+    def keys(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "VAEConfig":
+        require_known(values, cls.keys())
+        return cls(**values)
+
     to_dict = asdict

@@ -15,7 +15,6 @@ import torch
 
 from models.errors import UserInputError, require_choice
 
-DATASETS = ("mnist", "fashion_mnist", "idx", "cifar10", "image_folder", "toy2d_ring", "toy2d_moons")
 DATA_DIR_ENV = "GANTUNE_DATA_DIR"
 DEFAULT_DATA_DIR = Path.home() / ".cache" / "gantune" / "datasets"
 MNIST_OFFLINE_DIR = "mnist-test10k"
@@ -61,27 +60,21 @@ def load_dataset(name: str, data_dir=None, train: bool = True, image_size: int |
                  toy_size: int = 20000, seed: int = 0) -> Dataset:
     """Load a whole split into memory. `image_size` resizes (cifar10, image_folder, idx)."""
     require_choice("dataset", name, DATASETS)
-    root = resolve_data_dir(data_dir)
-    if name == "toy2d_ring":
-        return _ring_of_gaussians(toy_size, seed + (0 if train else 1))
-    if name == "toy2d_moons":
-        return _two_moons(toy_size, seed + (0 if train else 1))
-    if name == "idx":
-        if not idx_images or not idx_labels:
-            raise UserInputError("idx: pass both --idx-images and --idx-labels (IDX file paths)")
-        data = Dataset("idx", read_idx_images(idx_images), read_idx_labels(idx_labels), 0)
-        data.num_classes = int(data.labels.max()) + 1
-        _check_same_length(data, idx_images)
-    elif name == "image_folder":
-        data = _image_folder(root, image_size or 64)
-    elif name == "mnist":
-        data = _mnist(root, train, download)
-    else:
-        data = _torchvision_set(name, root, train, download)
-    if image_size and data.images.shape[-1] != image_size:
+    data = DATASETS[name](root=resolve_data_dir(data_dir), train=train, download=download, image_size=image_size,
+                          idx_images=idx_images, idx_labels=idx_labels, toy_size=toy_size, seed=seed)
+    if image_size and data.is_image and data.images.shape[-1] != image_size:
         data.images = torch.nn.functional.interpolate(
             data.images, size=(image_size, image_size), mode="bilinear", antialias=True,
             align_corners=False).clamp_(0, 1)
+    return data
+
+
+def _idx(idx_images, idx_labels) -> Dataset:
+    if not idx_images or not idx_labels:
+        raise UserInputError("idx: pass both --idx-images and --idx-labels (IDX file paths)")
+    data = Dataset("idx", read_idx_images(idx_images), read_idx_labels(idx_labels), 0)
+    data.num_classes = int(data.labels.max()) + 1
+    _check_same_length(data, idx_images)
     return data
 
 
@@ -201,6 +194,19 @@ def _two_moons(n: int, seed: int, noise: float = 0.05) -> Dataset:
     lower = torch.stack([1 - t.cos(), 0.5 - t.sin()], dim=1)
     points = torch.where(labels[:, None] == 0, upper, lower)
     return Dataset("toy2d_moons", points + noise * torch.randn(n, 2, generator=g), labels, 2)
+
+
+# name -> loader(root, train, download, image_size, idx_images, idx_labels, toy_size, seed); a loader
+# reads the options it needs. load_dataset resizes to image_size afterwards where the loader did not.
+DATASETS = {
+    "mnist": lambda root, train, download, **_: _mnist(root, train, download),
+    "fashion_mnist": lambda root, train, download, **_: _torchvision_set("fashion_mnist", root, train, download),
+    "idx": lambda idx_images, idx_labels, **_: _idx(idx_images, idx_labels),
+    "cifar10": lambda root, train, download, **_: _torchvision_set("cifar10", root, train, download),
+    "image_folder": lambda root, image_size, **_: _image_folder(root, image_size or 64),
+    "toy2d_ring": lambda toy_size, seed, train, **_: _ring_of_gaussians(toy_size, seed + (0 if train else 1)),
+    "toy2d_moons": lambda toy_size, seed, train, **_: _two_moons(toy_size, seed + (0 if train else 1)),
+}
 
 
 class DeviceBatches:

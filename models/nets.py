@@ -1,9 +1,13 @@
-"""GAN generators and discriminators: a DCGAN-style conv pair and an MLP pair.
+"""GAN generators and discriminators: a DCGAN-style conv pair and an MLP pair, in the `ARCHS` registry.
 
 Conv nets handle 28x28 (the MNISTs), 32x32 and 64x64 images with any channel count: the
 generator starts from a 7x7 (28) or 4x4 (powers of two) map and doubles it with transposed
 convolutions; the discriminator mirrors it. The MLP pair works for any data shape, including
 the 2-D toy sets.
+
+The discriminator's normalisation (`D_NORMS`) is one of: none; batch norm after every hidden
+layer but the first (the labs' DCGAN); spectral norm on every weight; layer-style norm
+(GroupNorm with one group for conv maps, LayerNorm for MLP features), which is per sample.
 """
 
 import math
@@ -14,7 +18,7 @@ from torch import nn
 
 from models.errors import UserInputError
 
-ARCHS = ("dcgan", "mlp")
+D_NORMS = ("none", "batch", "spectral", "layer")
 
 
 def start_size(image_size: int) -> int:
@@ -52,16 +56,17 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """Strided convs with LeakyReLU and no BatchNorm, so WGAN-GP's per-sample penalty is valid."""
+    """Strided convs with LeakyReLU; the first conv is never normalised (DCGAN)."""
 
-    def __init__(self, channels: int, image_size: int, width: int = 64, spectral_norm: bool = False):
+    def __init__(self, channels: int, image_size: int, width: int = 64, d_norm: str = "none"):
         super().__init__()
-        wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
+        wrap = spectral_wrapper(d_norm)
         n = num_upsamples(image_size)
         layers, c_in = [], channels
         for i in range(n):
             c_out = width * 2 ** i
-            layers += [wrap(nn.Conv2d(c_in, c_out, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
+            norm = hidden_norm(d_norm, c_out, conv=True) if i > 0 else []
+            layers += [wrap(nn.Conv2d(c_in, c_out, 4, 2, 1)), *norm, nn.LeakyReLU(0.2, True)]
             c_in = c_out
         self.body = nn.Sequential(*layers, nn.Flatten())
         self.head = wrap(nn.Linear(c_in * start_size(image_size) ** 2, 1))
@@ -86,17 +91,31 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    def __init__(self, data_shape: tuple, hidden: int = 256, spectral_norm: bool = False):
+    def __init__(self, data_shape: tuple, hidden: int = 256, d_norm: str = "none"):
         super().__init__()
-        wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
+        wrap = spectral_wrapper(d_norm)
         self.net = nn.Sequential(
             nn.Flatten(),
             wrap(nn.Linear(math.prod(data_shape), hidden * 2)), nn.LeakyReLU(0.2, True),
-            wrap(nn.Linear(hidden * 2, hidden)), nn.LeakyReLU(0.2, True),
+            wrap(nn.Linear(hidden * 2, hidden)), *hidden_norm(d_norm, hidden, conv=False), nn.LeakyReLU(0.2, True),
             wrap(nn.Linear(hidden, 1)))
 
     def forward(self, x):
         return self.net(x).squeeze(1)
+
+
+def spectral_wrapper(d_norm: str):
+    """Spectral norm on a layer's weight when d_norm is "spectral", else the layer unchanged."""
+    return nn.utils.parametrizations.spectral_norm if d_norm == "spectral" else (lambda layer: layer)
+
+
+def hidden_norm(d_norm: str, features: int, conv: bool) -> list[nn.Module]:
+    """The normalisation after a hidden discriminator layer: none for "none" and "spectral"."""
+    if d_norm == "batch":
+        return [nn.BatchNorm2d(features) if conv else nn.BatchNorm1d(features)]
+    if d_norm == "layer":
+        return [nn.GroupNorm(1, features) if conv else nn.LayerNorm(features)]
+    return []
 
 
 def init_weights_(module: nn.Module) -> None:
@@ -112,30 +131,40 @@ def init_weights_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build_gan(arch: str, z_dim: int, data_shape: tuple, width: int = 64,
-              spectral_norm: bool = False) -> tuple[nn.Module, nn.Module]:
-    """(generator, discriminator) for data of `data_shape` (C, H, W) or (D,) for toy points."""
-    is_image = len(data_shape) == 3
-    if arch == "dcgan":
-        if not is_image or data_shape[1] != data_shape[2]:
-            raise UserInputError(f"arch: dcgan needs square images, data shape is {data_shape}; use mlp")
-        c, size = data_shape[0], data_shape[1]
-        g, d = DCGANGenerator(z_dim, c, size, width), DCGANDiscriminator(c, size, width, spectral_norm)
-        init_weights_(g)
-        init_weights_(d)
-        return g, d
+def build_dcgan(z_dim: int, data_shape: tuple, width: int, d_norm: str) -> tuple[nn.Module, nn.Module]:
+    if len(data_shape) != 3 or data_shape[1] != data_shape[2]:
+        raise UserInputError(f"arch: dcgan needs square images, data shape is {data_shape}; use mlp")
+    c, size = data_shape[0], data_shape[1]
+    g, d = DCGANGenerator(z_dim, c, size, width), DCGANDiscriminator(c, size, width, d_norm)
+    init_weights_(g)
+    init_weights_(d)
+    return g, d
+
+
+def build_mlp(z_dim: int, data_shape: tuple, width: int, d_norm: str) -> tuple[nn.Module, nn.Module]:
     # The MLPs keep PyTorch's fan-in init: without BatchNorm to rescale them, N(0, 0.02) weights
     # shrink the signal layer by layer until the generator's output no longer depends on z.
-    g = MLPGenerator(z_dim, data_shape, hidden=width * 4, tanh=is_image)
-    return g, MLPDiscriminator(data_shape, hidden=width * 4, spectral_norm=spectral_norm)
+    g = MLPGenerator(z_dim, data_shape, hidden=width * 4, tanh=len(data_shape) == 3)
+    return g, MLPDiscriminator(data_shape, hidden=width * 4, d_norm=d_norm)
+
+
+# name -> builder(z_dim, data_shape, width, d_norm) -> (generator, discriminator)
+ARCHS = {"dcgan": build_dcgan, "mlp": build_mlp}
+
+
+def build_gan(arch: str, z_dim: int, data_shape: tuple, width: int = 64,
+              d_norm: str = "none") -> tuple[nn.Module, nn.Module]:
+    """(generator, discriminator) for data of `data_shape` (C, H, W) or (D,) for toy points."""
+    return ARCHS[arch](z_dim, data_shape, width, d_norm)
 
 
 @contextmanager
 def evaluating(module: nn.Module):
-    """Eval mode (BatchNorm running stats, no dropout) and no grad for the block, then train mode."""
+    """Eval mode (BatchNorm running stats, no dropout) and no grad for the block, then the mode it had."""
+    was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
             yield module
     finally:
-        module.train()
+        module.train(was_training)

@@ -5,11 +5,14 @@ import pytest
 from ray.tune.search.optuna import OptunaSearch
 
 from models.config import GANConfig, VAEConfig
+from models.losses import LOSSES
 from search_spaces import SPACES, seed_grid
-from tuner.objective import COLLAPSE_PENALTY, DIVERGED_OBJECTIVE, end_reason, objective, searcher_objective
+from tuner.objective import COLLAPSE_PENALTY, DIVERGED_OBJECTIVE, decide_end, objective, searcher_objective
 from tuner.searchers import tpe_searcher
 
-CONDITIONAL = {"clip_value": "wgan", "gp_lambda": "wgan-gp", "real_label": "bce"}
+def conditional_fields() -> dict:
+    """Each loss-specific field: the loss it belongs to, as the registry declares it."""
+    return {name: entry.name for entry in LOSSES.values() for name in entry.specific}
 
 
 def sample_configs(space, n=60, seed=0):
@@ -21,9 +24,10 @@ def sample_configs(space, n=60, seed=0):
 @pytest.mark.parametrize("key", [("full", "gan"), ("smoke", "gan")])
 def test_conditional_gan_parameters_appear_only_with_their_loss(key):
     configs = sample_configs(SPACES[key])
-    assert {c["loss"] for c in configs} == {"bce", "hinge", "wgan", "wgan-gp"}
+    assert {c["loss"] for c in configs} == set(LOSSES)
+    assert conditional_fields() == {"clip_value": "wgan", "gp_lambda": "wgan-gp", "real_label": "bce"}
     for config in configs:
-        for param, loss in CONDITIONAL.items():
+        for param, loss in conditional_fields().items():
             assert (param in config) == (config["loss"] == loss), config
         GANConfig.from_dict({k: v for k, v in config.items() if k not in ("model", "dataset")})
 
@@ -35,7 +39,29 @@ def test_full_gan_space_ranges():
     assert {c["z_dim"] for c in configs} == {32, 64, 128} and {c["arch"] for c in configs} == {"dcgan", "mlp"}
     assert {c["n_critic"] for c in configs} == {1, 2, 3, 4, 5}
     assert all(0.005 <= c["clip_value"] <= 0.1 for c in configs if c["loss"] == "wgan")
-    assert not any("beta1" in c for c in configs if c["loss"] == "wgan")  # RMSprop has no beta1
+    assert all(1.0 <= c["gp_lambda"] <= 20.0 for c in configs if c["loss"] == "wgan-gp")
+    assert not any("beta1" in c or "beta2" in c for c in configs if c["loss"] == "wgan")  # RMSprop has no betas
+
+
+def test_full_gan_space_searches_the_quality_levers():
+    configs = sample_configs(SPACES[("full", "gan")], n=120)
+    adam = [c for c in configs if c["loss"] != "wgan"]
+    assert {c["beta2"] for c in adam} == {0.9, 0.999} and all(0 <= c["beta1"] <= 0.9 for c in adam)
+    assert {c["width"] for c in configs} == {32, 64, 128} and {c["batch_size"] for c in configs} == {32, 64, 128}
+    assert {c["ema_decay"] for c in configs} == {0.0, 0.99, 0.999, 0.9999}
+    assert all(("ema_start" in c) == (c["ema_decay"] > 0) for c in configs)
+    assert {c["ema_start"] for c in configs if "ema_start" in c} == {0.0, 0.5, 1.0, 2.0}
+    assert {c["lr_decay"] for c in configs} == {"none", "linear"}
+    assert {c["d_norm"] for c in configs if "d_norm" in c} == {"none", "batch", "spectral", "layer"}
+    assert not any("d_norm" in c for c in configs if c["loss"] == "wgan-gp")  # batch norm breaks its penalty
+    for c in configs:
+        GANConfig.from_dict({k: v for k, v in c.items() if k != "model"})
+
+
+def test_smoke_gan_space_stays_narrow():
+    configs = sample_configs(SPACES[("smoke", "gan")], n=20)
+    assert all(c["width"] == 16 and c["arch"] == "dcgan" for c in configs)
+    assert not any(k in c for c in configs for k in ("ema_decay", "d_norm", "lr_decay"))
 
 
 def test_both_space_yields_valid_configs_of_each_family():
@@ -48,9 +74,10 @@ def test_both_space_yields_valid_configs_of_each_family():
 
 
 def test_spaces_are_plain_functions_of_an_optuna_trial():
-    trial = optuna.trial.FixedTrial({"loss": "wgan", "arch": "mlp", "z_dim": 32, "lr_g": 1e-4, "lr_d": 1e-4,
-                                     "n_critic": 5, "clip_value": 0.02, "batch_size": 64,
-                                     "spectral_norm": False})
+    trial = optuna.trial.FixedTrial({"loss": "wgan", "arch": "mlp", "z_dim": 32, "width": 32, "lr_g": 1e-4,
+                                     "lr_d": 1e-4, "n_critic": 5, "clip_value": 0.02, "batch_size": 64,
+                                     "d_norm": "spectral", "ema_decay": 0.999, "ema_start": 1.0,
+                                     "lr_decay": "linear"})
     assert SPACES[("full", "gan")](trial) == {"model": "gan"}
 
 
@@ -84,10 +111,10 @@ def test_searcher_learns_the_first_rung_unless_the_trial_ends_badly():
 
 
 def test_end_reason_rule():
-    assert end_reason(True, 0, 2, False) == "diverged"
-    assert end_reason(False, 1, 2, False) is None
-    assert end_reason(False, 2, 2, False) == "collapse"
-    assert end_reason(False, 0, 2, True) == "completed"
+    assert decide_end(True, 0, 2, False) == "diverged"
+    assert decide_end(False, 1, 2, False) is None
+    assert decide_end(False, 2, 2, False) == "collapse"
+    assert decide_end(False, 0, 2, True) == "completed"
 
 
 def _x_space(trial):

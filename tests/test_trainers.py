@@ -29,14 +29,14 @@ def test_every_loss_and_arch_trains_with_finite_metrics(small_fashion, arch, los
     assert metrics["g_steps"] == 10 // trainer.config.n_critic
     assert not metrics["diverged"]
     if loss == "wgan":
-        assert max(p.abs().max().item() for p in trainer.D.parameters()) <= trainer.config.clip_value
+        assert max(p.abs().max().item() for p in trainer.D.parameters()) <= trainer.config.loss_params["clip_value"]
 
 
 @pytest.mark.parametrize("size,channels", [(32, 3), (64, 3)])
 def test_dcgan_makes_cifar_and_face_sized_images(size, channels):
     data = load_dataset("toy2d_ring", toy_size=64)
     data.images = torch.rand(64, channels, size, size)
-    trainer = GANTrainer(GANConfig(batch_size=16, width=8, spectral_norm=True), data)
+    trainer = GANTrainer(GANConfig(batch_size=16, width=8, d_norm="spectral"), data)
     trainer.train_steps(2)
     assert trainer.sample(4).shape == (4, channels, size, size)
 
@@ -115,7 +115,31 @@ def test_non_positive_gan_fields_are_named(field, value):
         GANConfig(**{field: value})
 
 
-@pytest.mark.parametrize("field,value", [("loss", "lsgan"), ("arch", "resnet")])
+@pytest.mark.parametrize("field,value", [("loss", "lsgan"), ("arch", "resnet"), ("d_norm", "instance"),
+                                         ("lr_decay", "cosine")])
 def test_unknown_choice_lists_valid_ones(field, value):
-    with pytest.raises(UserInputError, match="dcgan|bce"):
+    with pytest.raises(UserInputError, match=f"{field}: .*(dcgan|bce|spectral|linear)"):
         GANConfig(**{field: value})
+
+
+@pytest.mark.parametrize("values,named", [
+    ({"loss": "bce", "clip_value": 0.05}, "clip_value: applies to loss wgan only"),
+    ({"loss": "bce", "real_label": 1.5}, "real_label: must be in (0, 1]"),
+    ({"loss": "wgan", "clip_value": 0}, "clip_value: must be in (0, inf]"),
+    ({"loss": "hinge", "no_such_field": 1}, "unknown field(s) no_such_field"),
+    ({"ema_decay": 1.0}, "ema_decay: must be in [0, 1)"),
+    ({"ema_start": -1}, "ema_start: must be >= 0"),
+])
+def test_bad_loss_specific_and_lever_values_are_named(values, named):
+    with pytest.raises(UserInputError) as err:
+        GANConfig.from_dict(values)
+    assert named in str(err.value) and "\n" not in str(err.value)
+
+
+def test_loss_specific_fields_default_per_loss_and_round_trip_flat():
+    assert GANConfig(loss="wgan").loss_params == {"clip_value": 0.01}
+    assert GANConfig(loss="hinge").loss_params == {}
+    config = GANConfig.from_dict({"loss": "wgan-gp", "gp_lambda": 5.0, "z_dim": 32})
+    flat = config.to_dict()
+    assert flat["gp_lambda"] == 5.0 and "loss_params" not in flat and "clip_value" not in flat
+    assert GANConfig.from_dict(flat) == config
