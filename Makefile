@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= $(or $(GANTUNE_DATA_DIR),../shared/datasets)
 
-.PHONY: install tune test bench
+.PHONY: install tune tune-example test bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,12 @@ install: $(VENV)/.installed
 
 tune: install
 	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) tuner/run.py --space smoke --model both --storage-path $(CURDIR)/runs
+
+# your own GAN, plugged in by two flags (examples/tiny_gan.py; the protocol is in tuner/trainers.py)
+tune-example: install
+	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) tuner/run.py --trainer examples.tiny_gan:make_trainer \
+		--space examples.tiny_gan:space --num-samples 4 --epochs 2 --limit 2000 --eval-samples 500 \
+		--storage-path $(CURDIR)/runs
 
 test: install
 	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q $(PYTEST_ARGS)

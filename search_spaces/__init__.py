@@ -17,16 +17,10 @@ def either(gan, vae, trial) -> dict:
     return {**(gan if model == "gan" else vae)(trial), "model": model}
 
 
-def with_constants(space, constants: dict, trial) -> dict:
-    """A space whose configs also carry run-level constants (dataset, epochs, seed)."""
-    return {**space(trial), **constants}
-
-
-SPACES = {
+SPACES = {  # (--space, --model) -> define-by-run function; "seed-grid" is a list, see grid.py
     ("full", "gan"): gan_space, ("full", "vae"): vae_space, ("full", "both"): partial(either, gan_space, vae_space),
     ("smoke", "gan"): smoke_gan_space, ("smoke", "vae"): smoke_vae_space,
     ("smoke", "both"): partial(either, smoke_gan_space, smoke_vae_space),
 }
 
-__all__ = ["SPACES", "either", "gan_space", "seed_grid", "smoke_gan_space", "smoke_vae_space", "vae_space",
-           "with_constants"]
+__all__ = ["SPACES", "either", "gan_space", "seed_grid", "smoke_gan_space", "smoke_vae_space", "vae_space"]

@@ -1,5 +1,6 @@
 """The trainable on a real in-process Ray instance with a logical GPU: fractional sharing,
-divergence ending a trial, and the checkpoint a restarted trial resumes from."""
+divergence ending a trial, and the checkpoint a restarted trial resumes from (with the best
+generator so far, for the hand-over)."""
 
 from pathlib import Path
 
@@ -7,11 +8,12 @@ import pandas as pd
 import pytest
 import ray
 import torch
-from ray import tune
 
 from models.evaluation import Evaluator
-from tuner.objective import CollapseStopper
-from tuner.trainable import GRIDS, TRAINER_STATE, TrialSettings, train_trial
+from tuner.build import build_tuner
+from tuner.handover import BEST_GENERATOR
+from tuner.spec import SearchSpec
+from tuner.trainable import GRIDS, TRAINER_STATE
 
 pytestmark = pytest.mark.slow
 
@@ -29,19 +31,18 @@ def datasets(fashion_train, data_dir):
     return {"fashion_mnist": (fashion_train.subset(4096, seed=0), evaluator)}
 
 
-def run_trials(datasets, tmp_path, param_space, gpus=0.0, stop=None):
-    trainable = tune.with_resources(
-        tune.with_parameters(train_trial, datasets=datasets, settings=TrialSettings(eval_samples=200)),
-        {"cpu": 1, "gpu": gpus})
-    base = {"model": "gan", "dataset": "fashion_mnist", "width": 16, "batch_size": 64, "epochs": 2}
-    tuner = tune.Tuner(trainable, param_space={**base, **param_space},
-                       tune_config=tune.TuneConfig(metric="objective", mode="min"),
-                       run_config=tune.RunConfig(storage_path=str(tmp_path), name="exp", stop=stop, verbose=0))
-    return tuner.fit()
+def run_trials(datasets, tmp_path, configs, gpus=0.0, early_stop=True, seed=0):
+    spec = SearchSpec(name="exp", storage_path=str(tmp_path), space="configs", trial_configs=configs,
+                      fixed={"width": 16, "batch_size": 64}, epochs=2, eval_samples=200, collapse_warmup=0,
+                      early_stop=early_stop,
+                      gpus_per_trial=gpus, max_failures=0, seed=seed,
+                      max_concurrent=len(configs))  # with a cap, Tune starts them together
+    return build_tuner(spec, datasets).fit()
 
 
 def test_quarter_gpu_trials_run_four_at_once(ray_with_one_logical_gpu, datasets, tmp_path):
-    results = run_trials(datasets, tmp_path, {"seed": tune.grid_search([0, 1, 2, 3])}, gpus=0.25)
+    results = run_trials(datasets, tmp_path, [{"z_dim": z} for z in (16, 32, 48, 64)], gpus=0.25,
+                         early_stop=False)  # no ASHA: all four run both epochs
     assert not results.errors
     spans = []
     for result in results:
@@ -53,8 +54,7 @@ def test_quarter_gpu_trials_run_four_at_once(ray_with_one_logical_gpu, datasets,
 
 
 def test_absurd_learning_rate_diverges_while_the_rest_finish(ray_with_one_logical_gpu, datasets, tmp_path):
-    results = run_trials(datasets, tmp_path, {"loss": "bce", "lr_g": tune.grid_search([2e-4, 1e3]),
-                                              "lr_d": tune.grid_search([2e-4])}, stop=CollapseStopper())
+    results = run_trials(datasets, tmp_path, [{"loss": "bce", "lr_g": lr, "lr_d": 2e-4} for lr in (2e-4, 1e3)])
     by_lr = {r.config["lr_g"]: r for r in results}
     assert by_lr[1e3].metrics["end_reason"] == "diverged"
     assert by_lr[1e3].metrics["training_iteration"] == 1  # stopped at once
@@ -63,11 +63,12 @@ def test_absurd_learning_rate_diverges_while_the_rest_finish(ray_with_one_logica
 
 
 def test_checkpoint_holds_the_trainer_state_to_resume_from(ray_with_one_logical_gpu, datasets, tmp_path):
-    results = run_trials(datasets, tmp_path, {"seed": 5})
+    results = run_trials(datasets, tmp_path, [{}], seed=5)
     result = results[0]
     with result.checkpoint.as_directory() as path:
         state = torch.load(f"{path}/{TRAINER_STATE}", weights_only=False)
         grids = sorted(p.name for p in (Path(path) / GRIDS).iterdir())
+        best_file = torch.load(Path(path) / BEST_GENERATOR, weights_only=False)
     assert state["trainer"]["step"] == result.metrics["step"] and len(state["history"]) == 2
     assert grids == sorted(state["grids"]) == ["epoch_1.png", "epoch_2.png"]  # every report's grid, for the report
     frame = pd.DataFrame(result.metrics_dataframe)
@@ -75,3 +76,6 @@ def test_checkpoint_holds_the_trainer_state_to_resume_from(ray_with_one_logical_
     assert frame["objective"].iloc[0] != frame["objective"].iloc[1]
     assert frame["searcher_objective"].tolist() == [frame["objective"].iloc[0]] * 2  # frozen at ASHA's first rung
     assert state["searcher_rung"] == (pytest.approx(frame["fid"].iloc[0]), frame["collapsed"].iloc[0])
+    best = frame.loc[frame["objective"].idxmin()]
+    assert state["best_generator"]["meta"]["objective"] == best_file["meta"]["objective"] == best["objective"]
+    assert best_file["meta"]["epoch"] == best["epoch"] and result.config["seed"] == 5

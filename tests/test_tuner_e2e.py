@@ -68,10 +68,12 @@ def test_smoke_search_against_a_running_head(ray_head, data_dir, tmp_path):
 @pytest.mark.parametrize("args,named", [
     (["--epochs", "-1"], "epochs"),
     (["--gpus-per-trial", "1.5"], "gpus-per-trial"),
-    (["--space", "tiny"], "--space"),
+    (["--space", "tiny"], "space"),
     (["--storage-path", "/proc/gantune"], "storage-path"),
     (["--num-samples", "0"], "num-samples"),
     (["--random-trials", "-1"], "random-trials"),
+    (["--budget-trial-epochs", "0"], "budget-trial-epochs"),
+    (["--fixed", "width"], "fixed"),
 ])
 def test_bad_flags_fail_before_any_trial(args, named, tmp_path):
     done = subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
@@ -154,6 +156,7 @@ def test_sigint_then_resume_finishes_every_trial_exactly_once(data_dir, tmp_path
                              timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "using the interrupted run's limit" in resumed.stderr
+    assert json.loads((experiment / "search-spec.json").read_text())["limit"] == 640  # as the first run wrote it
     assert "best: fid=" in resumed.stdout
 
     after = trial_rows(experiment)

@@ -11,12 +11,40 @@ looks collapsed: during it the verdict is penalised in the objective but never s
 """
 
 import math
+from enum import Enum
 
 from ray import tune
 
 COLLAPSE_PENALTY = 1e4  # added to FID: above any healthy trial's FID in our feature space
 DIVERGED_OBJECTIVE = 1e6  # non-finite losses or images: worse than any collapsed trial
-STOPPING_REASONS = ("collapse", "diverged")
+# Keys every trial config carries that are run settings, not searched hyperparameters.
+NON_HYPERPARAMETER_KEYS = ("model", "dataset", "epochs", "seed")
+
+
+class EndReason(str, Enum):
+    """Why a trial ended. A str Enum: it equals its value, so frames of reported strings compare
+    equal to the members. The trial reports the first three itself (`end_reason` in its last
+    report); the analysis assigns the others from Ray's record of the trial."""
+    COMPLETED = "completed"  # trained every epoch
+    COLLAPSE = "collapse"  # the detector fired collapse_patience evaluations in a row after the warm-up
+    DIVERGED = "diverged"  # non-finite losses or images
+    ASHA = "asha"  # ended by Ray with no reason of its own: the scheduler stopped it
+    BUDGET = "budget"  # running when the search's trial-epoch budget was spent (tuner/budget.py)
+    ERROR = "error"  # failed more often than max_failures allows
+    RUNNING = "running"  # running, or interrupted with the driver
+    PENDING = "pending"  # created, never reported
+    MISSING = "missing"  # in Ray's experiment state, but its results are gone
+
+    __str__ = str.__str__  # f"{reason}" is the value, on every Python version
+
+
+REPORTED_REASONS = (EndReason.COMPLETED, EndReason.COLLAPSE, EndReason.DIVERGED)
+STOPPING_REASONS = (EndReason.COLLAPSE, EndReason.DIVERGED)
+
+
+def hyperparameters(config: dict) -> dict:
+    """A trial config without its run settings (NON_HYPERPARAMETER_KEYS)."""
+    return {k: v for k, v in config.items() if k not in NON_HYPERPARAMETER_KEYS}
 
 
 def objective(fid: float, collapsed: bool, diverged: bool) -> float:
@@ -36,16 +64,18 @@ def searcher_objective(rung_fid: float, rung_collapsed: bool, reason: str | None
     GAN is flagged, and a penalty on all of them would let a trial stopped as collapsed at epoch 8
     (its FID lower than any epoch-1 FID, and penalised the same) outrank every healthy one.
     """
-    return objective(rung_fid, collapsed=rung_collapsed or reason == "collapse", diverged=reason == "diverged")
+    return objective(rung_fid, collapsed=rung_collapsed or reason == EndReason.COLLAPSE,
+                     diverged=reason == EndReason.DIVERGED)
 
 
-def end_reason(diverged: bool, collapse_streak: int, patience: int, finished: bool) -> str | None:
-    """Why the trial ends after this report, or None if it goes on (ASHA may still stop it)."""
+def decide_end(diverged: bool, collapse_streak: int, patience: int, finished: bool) -> EndReason | None:
+    """The trial's own verdict after a report: why it ends now, or None if it goes on (ASHA or the
+    budget may still stop it)."""
     if diverged:
-        return "diverged"
+        return EndReason.DIVERGED
     if collapse_streak >= patience:
-        return "collapse"
-    return "completed" if finished else None
+        return EndReason.COLLAPSE
+    return EndReason.COMPLETED if finished else None
 
 
 class CollapseStopper(tune.Stopper):

@@ -37,3 +37,6 @@ class RerankingASHA(ASHAScheduler):
                 self._num_stopped += 1
                 return TrialScheduler.STOP
         return action
+
+
+ASHA_VARIANTS = {"reranking": RerankingASHA, "ray": ASHAScheduler}  # SearchSpec.asha -> scheduler class

@@ -3,12 +3,39 @@
 Ray's grid_search multiplies keys; the seed grid is instead a list of whole configs whose keys
 differ (GANs have a loss and z_dim, VAEs a latent dim), which no product of keys can express,
 and BasicVariantGenerator's points_to_evaluate needs every key declared in a param_space.
+
+Pinned hyperparameters (SearchSpec.fixed) reach a define-by-run space through `PinnedTrial`: its
+`suggest_*` hands a pinned name its value without asking Optuna, so TPE never models it.
 """
 
 import pickle
 
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
+
+
+class PinnedTrial:
+    """An Optuna trial whose suggest_* returns the pinned value for a pinned name, and asks the
+    wrapped trial for every other name."""
+
+    def __init__(self, trial, pinned: dict):
+        self._trial, self._pinned = trial, pinned
+
+    def __getattr__(self, attribute: str):
+        method = getattr(self._trial, attribute)
+        if not attribute.startswith("suggest_"):
+            return method
+
+        def suggest(name, *args, **kwargs):
+            return self._pinned[name] if name in self._pinned else method(name, *args, **kwargs)
+        return suggest
+
+
+def pinned_space(space, base: dict, fixed: dict, constants: dict, trial) -> dict:
+    """The config of one trial: `base` (defaults a space may override), what `space` suggests and
+    returns, then the pinned hyperparameters, then the run's constants (dataset, epochs, seed).
+    A module-level function, so a `functools.partial` of it pickles with the searcher for --resume."""
+    return {**base, **(space(PinnedTrial(trial, fixed)) or {}), **fixed, **constants}
 
 
 def tpe_searcher(space, seed: int, random_trials: int) -> OptunaSearch:

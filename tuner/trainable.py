@@ -1,5 +1,9 @@
 """The Ray Tune function trainable: config dict -> trainer; train, evaluate, report, checkpoint.
 
+The trainer comes from the factory config["model"] names (tuner/trainers.py: the built-in GAN
+and VAE, or a user's own), all through one protocol, so evaluation, checkpoints, the collapse
+stopper and ASHA treat them alike.
+
 The datasets and their evaluators arrive once through Ray's object store
 (`tune.with_parameters`), never loaded from disk by a trial.
 
@@ -7,7 +11,7 @@ Every node needs the project installed. So that a node without it says so, this 
 pickled by value (its code travels with the trial) and imports the project only inside the
 trial: on a node that has Ray and torch but not the project, the trial starts and fails with one
 line naming the node and the missing package, instead of Ray's "failed to import" traceback.
-For the same reason the driver may pass each dataset as an ObjectRef (tuner/run.py does), which
+For the same reason the driver may pass each dataset as an ObjectRef (tuner.build does), which
 the trial fetches only after that check.
 """
 
@@ -26,8 +30,6 @@ from ray import tune
 
 TRAINER_STATE = "trainer.pt"
 GRIDS = "grids"  # checkpoint folder with the fixed-noise grid of every report so far: epoch_<epoch>.png
-VAE_GRID_IMAGES = 24  # training images behind the VAE reconstruction and interpolation grids
-RUN_KEYS = ("model", "dataset")  # trial config keys that are not trainer hyperparameters
 
 
 class ProjectNotInstalled(RuntimeError):
@@ -37,7 +39,7 @@ class ProjectNotInstalled(RuntimeError):
 def require_project() -> None:
     """Import what a trial needs, or fail with one line naming this node and the missing package."""
     try:
-        import models.gan_trainer, models.grids, models.vae_trainer, tuner.objective  # noqa: E401, F401
+        import models.grids, tuner.handover, tuner.objective, tuner.trainers  # noqa: E401, F401
     except ImportError as err:
         node = (f"{ray.util.get_node_ip_address()} (host {socket.gethostname()}, "
                 f"node id {ray.get_runtime_context().get_node_id()[:12]})")
@@ -56,17 +58,6 @@ class TrialSettings:
     searcher_epoch: float = 1  # the searcher learns each trial's objective at this epoch: ASHA's first rung
 
 
-def build_trainer(config: dict, data, device: torch.device):
-    from models.config import GANConfig, VAEConfig
-    from models.gan_trainer import GANTrainer
-    from models.vae_trainer import VAETrainer
-
-    hyper = {k: v for k, v in config.items() if k not in RUN_KEYS}
-    if config["model"] == "vae":
-        return VAETrainer(VAEConfig.from_dict(hyper), data, device)
-    return GANTrainer(GANConfig.from_dict(hyper), data, device)
-
-
 def trial_device() -> torch.device:
     """CUDA when Ray gave this trial a GPU (any fraction of one), else CPU."""
     if ray.get_gpu_ids() and torch.cuda.is_available():
@@ -76,18 +67,19 @@ def trial_device() -> torch.device:
 
 def train_trial(config: dict, *, datasets: dict, settings: TrialSettings) -> None:
     """Function trainable. `datasets` maps a dataset name to (training Dataset, Evaluator), or to an
-    ObjectRef of that pair."""
+    ObjectRef of that pair. config["model"] names the trainer factory (tuner/trainers.py)."""
     require_project()
-    from models.data import from_gan_range
-    from models.grids import save_grid, save_vae_grids
-    from tuner.objective import end_reason, objective, searcher_objective
+    from models.grids import save_grid
+    from tuner.handover import BestGenerator
+    from tuner.objective import decide_end, objective, searcher_objective
+    from tuner.trainers import build_trainer
 
     device = trial_device()
     pair = datasets[config["dataset"]]
     data, evaluator = ray.get(pair) if isinstance(pair, ray.ObjectRef) else pair
     evaluator.to(device)
     trainer = build_trainer(config, data, device)
-    history, streak, grids, rung = [], 0, {}, None
+    history, streak, grids, rung, state = [], 0, {}, None, {}
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as path:
@@ -95,53 +87,50 @@ def train_trial(config: dict, *, datasets: dict, settings: TrialSettings) -> Non
         trainer.load_state_dict(state["trainer"])
         history, streak, grids = state["history"], state["collapse_streak"], state["grids"]
         rung = state.get("searcher_rung")  # absent from checkpoints of earlier versions
-    epochs = trainer.config.epochs
-    is_gan = config["model"] == "gan"
+    best = BestGenerator.from_state(state.get("best_generator"))  # the best evaluation's generator so far
+    epochs = config["epochs"]
 
     while trainer.epoch < epochs - 1e-9:
         started = time.perf_counter()
-        if settings.steps_per_report:
-            left = round((epochs - trainer.epoch) * len(trainer.batches))
-            metrics = trainer.train_steps(min(settings.steps_per_report, left))
-        else:
-            metrics = trainer.train_epoch()
+        metrics = trainer.train_steps(settings.steps_per_report) if settings.steps_per_report else trainer.train_epoch()
+        metrics.setdefault("diverged", False)
         history.append({k: metrics[k] for k in ("d_loss", "g_loss", "loss", "diverged") if k in metrics})
 
         eval_started = time.perf_counter()
-        samples = trainer.sample(settings.eval_samples)
-        samples = from_gan_range(samples) if is_gan else samples
-        evaluation = evaluator.evaluate(samples, history=history[-5:])
+        evaluation = evaluator.evaluate(trainer.sample(settings.eval_samples), history=history[-5:])
         eval_seconds = time.perf_counter() - eval_started
         diverged = metrics["diverged"] or evaluation["diverged"]
         counted = evaluation["collapsed"] and trainer.epoch > settings.collapse_warmup
         streak = streak + 1 if counted else 0
-        reason = end_reason(diverged, streak, settings.collapse_patience, trainer.epoch >= epochs - 1e-9)
+        reason = decide_end(diverged, streak, settings.collapse_patience, trainer.epoch >= epochs - 1e-9)
         if rung is None or trainer.epoch <= settings.searcher_epoch + 1e-9:
             rung = (evaluation["fid"], counted)  # what the searcher learns (see searcher_objective)
+        report = {
+            **{k: v for k, v in metrics.items() if k != "diverged"},
+            **{k: v for k, v in evaluation.items() if k not in ("reasons", "diverged")},
+            "reasons": "; ".join(evaluation["reasons"]),
+            "diverged": diverged, "collapse_streak": streak, "end_reason": reason.value if reason else None,
+            "objective": objective(evaluation["fid"], evaluation["collapsed"], diverged),
+            "searcher_objective": searcher_objective(*rung, reason),
+            "eval_seconds": eval_seconds,
+            "node_ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(),
+            "pid": os.getpid(), "device": str(device),
+        }
+        best.update(trainer, config, report["objective"], trainer.epoch)
 
         with tempfile.TemporaryDirectory() as tmp:
-            grid = trainer.sample()
-            grids[f"epoch_{trainer.epoch:g}.png"] = save_grid(
-                from_gan_range(grid) if is_gan else grid, Path(tmp) / "samples.png").read_bytes()
+            grids[f"epoch_{trainer.epoch:g}.png"] = save_grid(trainer.sample(), Path(tmp) / "samples.png").read_bytes()
             (Path(tmp) / GRIDS).mkdir()
             for name, png in grids.items():  # the latest checkpoint (always kept) holds every epoch's grid
                 (Path(tmp) / GRIDS / name).write_bytes(png)
-            if not is_gan:
-                save_vae_grids(trainer, data.images[:VAE_GRID_IMAGES].to(device), tmp, tag="train")
+            if hasattr(trainer, "save_images"):
+                trainer.save_images(tmp)
+            best.write(tmp)  # in every checkpoint, so pruning never loses the best weights
             torch.save({"trainer": trainer.state_dict(), "history": history, "collapse_streak": streak,
-                        "grids": grids, "searcher_rung": rung}, Path(tmp) / TRAINER_STATE)
-            report = {
-                **{k: v for k, v in metrics.items() if k != "diverged"},
-                **{k: v for k, v in evaluation.items() if k not in ("reasons", "diverged")},
-                "reasons": "; ".join(evaluation["reasons"]),
-                "diverged": diverged, "collapse_streak": streak, "end_reason": reason,
-                "objective": objective(evaluation["fid"], evaluation["collapsed"], diverged),
-                "searcher_objective": searcher_objective(*rung, reason),
-                "eval_seconds": eval_seconds, "report_seconds": time.perf_counter() - started,
-                "node_ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(),
-                "pid": os.getpid(), "device": str(device),
-            }
-            tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))  # blocks; CollapseStopper may end us here
+                        "grids": grids, "searcher_rung": rung, "best_generator": best.state()},
+                       Path(tmp) / TRAINER_STATE)
+            report["report_seconds"] = time.perf_counter() - started
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))  # blocks; a stopper may end us here
 
 
 # Last, with everything above defined: trials carry this module's code (see the docstring).

@@ -1,0 +1,1 @@
+"""Examples of using gantune from outside its packages; run them from the repository root."""

@@ -1,0 +1,97 @@
+"""Your own GAN, no fork: examples/tiny_gan.py (written outside the package) tuned through
+`tuner/run.py --trainer ... --space ...` on a real local Ray, evaluated, stopped as collapsed,
+and ranked in the report like a built-in GAN."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import ray
+import torch
+
+from tests.conftest import REPO
+from tuner.analysis import load_trials
+from tuner.run import main
+from tuner.trainable import TRAINER_STATE
+
+pytestmark = pytest.mark.slow
+TRAINER, SPACE = "examples.tiny_gan:make_trainer", "examples.tiny_gan:space"
+SMALL = ["--trainer", TRAINER, "--space", SPACE, "--limit", "640", "--eval-samples", "200"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A private local Ray started from the repository root: Ray gives its workers the driver's
+    current directory on their path, which is how trials import examples.tiny_gan."""
+    before = os.getcwd()
+    os.chdir(REPO)
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+    os.chdir(before)
+
+
+def search(tmp_path, name, data_dir, *flags):
+    main([*SMALL, "--data-dir", str(data_dir), "--storage-path", str(tmp_path), "--name", name, *flags])
+    return tmp_path / name
+
+
+def results(experiment):
+    """trial id -> (its config, its reports)."""
+    found = {}
+    for trial in experiment.glob("train_trial_*"):
+        rows = pd.read_json(trial / "result.json", lines=True)
+        found[rows["trial_id"].iloc[0]] = (json.loads((trial / "params.json").read_text()), rows)
+    return found
+
+
+def test_own_gan_is_searched_evaluated_checkpointed_and_ranked(local_ray, data_dir, tmp_path):
+    experiment = search(tmp_path, "own", data_dir, "--num-samples", "2", "--epochs", "2", "--max-concurrent", "2")
+    trials = results(experiment)
+    assert len(trials) == 2
+    for config, rows in trials.values():
+        assert config["model"] == TRAINER and {"lr", "hidden", "z_dim", "batch_size"} <= set(config)
+        assert rows["fid"].gt(0).all() and rows["kid"].notna().all() and rows["collapse_score"].between(0, 1).all()
+        assert rows["epoch"].iloc[0] == 1.0
+    assert len({(c["lr"], c["hidden"]) for c, _ in trials.values()}) == 2  # TPE sampled the user's space
+    ranked = load_trials(experiment)
+    assert sorted(ranked["rank"]) == [1, 2] and set(ranked["model"]) == {TRAINER}
+    best_fid = {t: rows["fid"].min() for t, (_, rows) in trials.items()}
+    assert ranked["best_fid"].tolist() == pytest.approx(sorted(best_fid[t] for t in ranked["trial_id"]))
+    report = (experiment / "report" / "report.md").read_text()
+    assert all(trial_id in report for trial_id in trials)
+    checkpoint = max(next(experiment.glob(f"train_trial_{ranked['trial_id'].iloc[0]}*")).glob("checkpoint_*"))
+    state = torch.load(checkpoint / TRAINER_STATE, weights_only=False)
+    assert {"G", "D", "opt_g", "step"} <= set(state["trainer"])  # the plug-in's own state, resumable
+    spec = json.loads((experiment / "search-spec.json").read_text())
+    assert spec["trainer"] == TRAINER and spec["space"] == SPACE
+
+
+def test_own_gan_that_ignores_its_noise_is_stopped_as_collapsed(local_ray, data_dir, tmp_path):
+    """ignore_noise is pinned (--fixed) though the space never suggests it; every image is then the
+    same, and with patience 1 and no warm-up the collapse stopper ends the trial at its first report."""
+    experiment = search(tmp_path, "collapse", data_dir, "--num-samples", "1", "--epochs", "3",
+                        "--fixed", "ignore_noise=true", "--collapse-patience", "1", "--collapse-warmup", "0")
+    [(config, rows)] = results(experiment).values()
+    assert config["ignore_noise"] is True
+    assert rows["training_iteration"].tolist() == [1] and rows["end_reason"].tolist() == ["collapse"]
+    assert rows["collapsed"].iloc[0] and rows["fid"].iloc[0] > 0
+    [trial] = load_trials(experiment).to_dict("records")
+    assert trial["health"] == "collapsed" and trial["end_reason"] == "collapse" and trial["rank"] == 1
+    assert trial["epochs_run"] == 1.0
+
+
+@pytest.mark.parametrize("flags,line", [
+    (["--trainer", "examples.tiny_gan:nope"], "error: trainer: module 'examples.tiny_gan' has no 'nope'"),
+    (["--space", "examples.no_such_module:space"], "error: space: cannot import 'examples.no_such_module'"),
+    (["--trainer", "examples.tiny_gan"], "error: trainer: 'examples.tiny_gan' is not package.module:name"),
+])
+def test_a_trainer_or_space_that_cannot_be_loaded_is_one_line_and_exit_2(flags, line, tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "tuner" / "run.py"), *flags, "--storage-path", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and done.stderr.startswith(line), done.stderr
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,209 @@
+"""SearchSpec: everything one experiment is, in one frozen, validated, JSON-able value.
+
+The CLI (tuner/run.py) only builds one; notebooks and the benchmarks build one directly:
+
+    from tuner.spec import SearchSpec, preset
+    from tuner.build import tune
+    spec = preset("smoke", name="try", fixed={"width": 16})   # or SearchSpec(...)
+    results = tune(spec)                                      # a ray.tune.ResultGrid
+
+Validation happens here, once, when a spec is built: every bad value is one UserInputError
+naming the flag. The spec is written as SPEC_FILE beside Ray's state; `--resume` reads it back.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from models.data import DATASETS
+from models.errors import UserInputError, require_choice, require_non_negative, require_positive
+from tuner.objective import NON_HYPERPARAMETER_KEYS
+from tuner.scheduler import ASHA_VARIANTS
+
+SPEC_FILE = "search-spec.json"
+PRESET_SPACES = ("full", "smoke")  # TPE over search_spaces.SPACES
+LIST_SPACES = ("seed-grid", "configs")  # fixed lists: the labs' grid, or `trial_configs`
+MODELS = ("gan", "vae", "both")
+DEFAULT_NUM_SAMPLES = 20
+# What --resume takes from the flags given now; everything else comes from the interrupted run's
+# spec, since a different --limit or --seed would silently resume trials on other data.
+RESUME_FROM_FLAGS = ("name", "storage_path", "data_dir", "gpus_per_trial", "cpus_per_trial")
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """One experiment. The defaults are the `full` preset's."""
+    name: str | None = None  # None: gantune-<space>-<time>
+    storage_path: str = "runs"  # a local directory (made absolute) or a pyarrow URI such as s3://bucket/path
+    space: str = "full"  # "full", "smoke", "seed-grid", "configs" or "package.module:function"
+    model: str = "gan"  # built-in trainer(s) of the preset spaces: gan, vae or both
+    trainer: str | None = None  # "package.module:factory" (tuner/trainers.py's protocol); replaces model
+    datasets: tuple = ("fashion_mnist",)
+    data_dir: str | None = None  # None: $GANTUNE_DATA_DIR or ~/.cache/gantune/datasets
+    limit: int | None = None  # train on a fixed random subset of this many images
+    fixed: dict = field(default_factory=dict)  # hyperparameters pinned for every trial, never searched
+    trial_configs: tuple = ()  # space "configs": exactly these trial configs, once each, in order
+    epochs: int = 10  # per trial; also ASHA's max_t
+    num_samples: int | None = None  # trials; None: DEFAULT_NUM_SAMPLES, or a list's length
+    budget_trial_epochs: float | None = None  # stop the search once its trials trained this many epochs in all
+    eval_samples: int = 2000
+    early_stop: bool = True  # ASHA + the collapse stopper; False: every trial runs to the end
+    asha: str = "reranking"  # a key of tuner.scheduler.ASHA_VARIANTS: reranking or ray (Ray's own ASHA)
+    grace_period: int = 1
+    reduction_factor: float = 2
+    random_trials: int = 10  # Optuna's n_startup_trials
+    collapse_patience: int = 2
+    collapse_warmup: float | None = None  # None: a third of the epochs, rounded up
+    steps_per_report: int = 0  # 0: one report per epoch
+    gpus_per_trial: float | None = None  # None: 0.25 if the cluster has GPUs, else 0
+    cpus_per_trial: float = 1
+    max_concurrent: int | None = None
+    keep_checkpoints: int = 2
+    max_failures: int = 2
+    seed: int = 0
+
+    def __post_init__(self):
+        set_field = object.__setattr__.__get__(self)  # frozen: normalise once, here
+        set_field("datasets", tuple(self.datasets))
+        set_field("trial_configs", tuple(dict(c) for c in self.trial_configs))
+        set_field("fixed", dict(self.fixed))
+        if "://" not in self.storage_path:  # absolute, but through its symlinks: a mount point stays one
+            set_field("storage_path", os.path.abspath(os.path.expanduser(self.storage_path)))
+        if self.name is None:
+            label = self.space if self.space in PRESET_SPACES + LIST_SPACES else "custom"
+            set_field("name", f"gantune-{label}-{time.strftime('%Y%m%d-%H%M%S')}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Every value a user can give, checked once; the error names the flag."""
+        for key in ("epochs", "eval_samples", "cpus_per_trial", "reduction_factor", "collapse_patience",
+                    "keep_checkpoints", "grace_period"):
+            require_positive(flag(key), getattr(self, key))
+        for key in ("num_samples", "limit", "max_concurrent", "budget_trial_epochs"):
+            if getattr(self, key) is not None:
+                require_positive(flag(key), getattr(self, key))
+        for key in ("max_failures", "steps_per_report", "random_trials"):
+            require_non_negative(flag(key), getattr(self, key))
+        if self.collapse_warmup is not None:
+            require_non_negative("collapse-warmup", self.collapse_warmup)
+        gpus = self.gpus_per_trial
+        if gpus is not None and (gpus < 0 or (gpus > 1 and gpus != int(gpus))):
+            raise UserInputError(f"gpus-per-trial: {gpus} is not allowed; use a fraction in [0, 1] or a whole number")
+        require_choice("model", self.model, MODELS)
+        require_choice("asha", self.asha, ASHA_VARIANTS)
+        if not self.datasets:
+            raise UserInputError("dataset: name at least one dataset")
+        for name in self.datasets:
+            require_choice("dataset", name, DATASETS)
+        if self.space != "seed-grid" and len(self.datasets) > 1:
+            raise UserInputError("dataset: an Optuna search takes one dataset; run one search per dataset")
+        if not self.name or "/" in self.name:
+            raise UserInputError(f"name: {self.name!r} must be a non-empty folder name")
+        self.validate_space()
+        self.validate_fixed()
+
+    def validate_space(self) -> None:
+        from tuner.trainers import load_reference
+
+        if self.space not in PRESET_SPACES + LIST_SPACES:
+            if ":" not in self.space:
+                raise UserInputError(f"space: {self.space!r} is not one of {', '.join(PRESET_SPACES + LIST_SPACES)} "
+                                     "or package.module:function")
+            load_reference("space", self.space)
+            if self.model == "both" and self.trainer is None:
+                raise UserInputError("model: 'both' picks between the built-in spaces; with your own --space "
+                                     "name one model or a --trainer")
+        if self.trainer is not None:
+            load_reference("trainer", self.trainer)
+        if (self.space == "configs") != bool(self.trial_configs):
+            raise UserInputError("space: 'configs' runs trial_configs, which only it uses; give both or neither")
+        if self.space in LIST_SPACES and self.num_samples is not None:
+            raise UserInputError(f"num-samples: --space {self.space} runs each of its configs once; leave it out")
+
+    def validate_fixed(self) -> None:
+        """Pinned hyperparameters: no run settings, and a value the built-in trainer accepts."""
+        from models.config import GANConfig, VAEConfig
+
+        settings = sorted(set(self.fixed) & set(NON_HYPERPARAMETER_KEYS))
+        if settings:
+            raise UserInputError(f"fixed: {', '.join(settings)}: run settings, not hyperparameters; set them "
+                                 "with their own flags (--dataset, --epochs, --model, --seed)")
+        if self.trainer is None and self.model in ("gan", "vae") and self.fixed:
+            try:
+                (GANConfig if self.model == "gan" else VAEConfig).from_dict(self.fixed)
+            except UserInputError as err:
+                raise UserInputError(f"fixed: {err}") from None
+
+    @property
+    def warmup(self) -> float:
+        """Epochs whose collapsed verdicts never stop a trial (young GANs cover few classes)."""
+        return math.ceil(self.epochs / 3) if self.collapse_warmup is None else self.collapse_warmup
+
+    @property
+    def experiment_path(self) -> str:
+        return f"{self.storage_path.rstrip('/')}/{self.name}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SearchSpec":
+        return cls(**json.loads(text))
+
+    def save(self) -> None:
+        """Write SPEC_FILE into the experiment directory (local or in a bucket)."""
+        filesystem, path = spec_file(self.experiment_path)
+        filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with filesystem.open_output_stream(path) as out:
+            out.write(self.to_json().encode())
+
+    def resumed(self) -> "SearchSpec":
+        """The interrupted run's spec with only RESUME_FROM_FLAGS taken from this one; says on
+        stderr which of this spec's other values it overrides."""
+        import pyarrow.fs
+        filesystem, path = spec_file(self.experiment_path)
+        if filesystem.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+            raise UserInputError(f"resume: no {SPEC_FILE} in {self.experiment_path}; give the --name and "
+                                 "--storage-path of an experiment this version of tuner/run.py started")
+        with filesystem.open_input_stream(path) as stream:
+            saved = SearchSpec.from_json(stream.read().decode())
+        own = {k: getattr(self, k) for k in RESUME_FROM_FLAGS}
+        changed = [f.name for f in dataclasses.fields(self) if f.name not in own
+                   and getattr(self, f.name) != getattr(saved, f.name)]
+        if changed:
+            print(f"resume: using the interrupted run's {', '.join(map(flag, changed))} (from {SPEC_FILE})",
+                  file=sys.stderr)
+        return dataclasses.replace(saved, **own)
+
+
+def flag(key: str) -> str:
+    """A spec field as its CLI flag is named in messages."""
+    return {"datasets": "dataset"}.get(key, key).replace("_", "-")
+
+
+def spec_file(experiment_path: str) -> tuple:
+    """(pyarrow filesystem, path) of an experiment's SPEC_FILE."""
+    import pyarrow.fs
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(experiment_path)
+    return filesystem, f"{root.rstrip('/')}/{SPEC_FILE}"
+
+
+PRESETS = {  # what each preset space changes from SearchSpec's defaults; explicit values override them
+    "full": {},
+    "smoke": dict(num_samples=4, epochs=2, limit=2000, eval_samples=500),
+    "seed-grid": dict(model="both", datasets=("mnist", "fashion_mnist"), early_stop=False),
+}
+
+
+def preset(space: str = "full", **values) -> SearchSpec:
+    """The spec of a preset space (or of "full"'s settings around your own space function), with
+    `values` overriding any of its fields."""
+    base = PRESETS.get(space, PRESETS["full"])
+    return SearchSpec(space=space, **{**base, **values})
