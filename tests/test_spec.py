@@ -102,6 +102,16 @@ def test_budget_counts_each_trials_latest_epoch_once(tmp_path):
     assert budget.spent == 5.0 and budget.stop_all()
 
 
+def test_a_resumed_search_whose_budget_is_spent_stops_before_any_report(tmp_path):
+    """Ray asks stop_all() before a resumed search's first report: the recorded epochs must count."""
+    for trial, epochs in (("a", 2), ("b", 2)):
+        (tmp_path / f"train_trial_{trial}").mkdir()
+        (tmp_path / f"train_trial_{trial}" / "result.json").write_text(
+            "".join(f'{{"trial_id": "{trial}", "epoch": {e}.0}}\n' for e in range(1, epochs + 1)))
+    assert TrialEpochBudget(4, str(tmp_path)).stop_all()
+    assert not TrialEpochBudget(5, str(tmp_path)).stop_all()
+
+
 @pytest.fixture
 def local_ray():
     ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, log_to_driver=False)

@@ -47,14 +47,20 @@ class TrialEpochBudget(tune.Stopper):
         self.epochs: dict[str, float] | None = None
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        if self.epochs is None:
-            self.epochs = recorded_epochs(self.experiment_path)
+        self.epochs = self.recorded()
         self.epochs[trial_id] = max(self.epochs.get(trial_id, 0.0), float(result.get("epoch", 0.0)))
         return False
 
+    def recorded(self) -> dict[str, float]:
+        """The epochs counted so far; read from the experiment directory the first time, so a
+        resumed search whose budget was already spent starts no new trial."""
+        if self.epochs is None:
+            self.epochs = recorded_epochs(self.experiment_path)
+        return self.epochs
+
     @property
     def spent(self) -> float:
-        return sum((self.epochs or {}).values())
+        return sum(self.recorded().values())
 
     def stop_all(self) -> bool:
         return self.spent >= self.budget - 1e-9

@@ -1,0 +1,73 @@
+"""bench/quality.py in its quick form on real data and a real local Ray: every summary figure in
+its JSON must follow from the reports stored beside it, B must stay within its trial-epoch budget,
+and the winners' sample grids must come from the winners' kept generators."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+EPOCHS, CONCURRENCY = 1, 2
+
+
+@pytest.fixture(scope="module")
+def quality(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("quality") / "quality.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "quality.py"), "--data-dir", str(data_dir), "--out", str(out),
+         "--storage", str(out.parent / "runs"), "--epochs", str(EPOCHS), "--limit", "1000", "--width", "16",
+         "--eval-samples", "200", "--concurrency", str(CONCURRENCY)],
+        capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, json.loads(out.read_text())
+
+
+def test_summary_follows_from_the_reports(quality):
+    _, report = quality
+    a, b, seed = report["reports"]["A-seed0"], report["reports"]["B-seed0"], report["per_seed"]["0"]
+    budget = 6 * EPOCHS
+    assert seed["budget_trial_epochs"] == budget
+    assert len({r["trial_id"] for r in a}) == seed["A_trials"] == len(report["lab_recipes_A"]) == 6
+    assert sorted(r["epoch"] for r in a) == [EPOCHS] * 6  # every recipe runs to the end
+    assert {(r["loss"], r["z_dim"]) for r in a} == {(x["loss"], x["z_dim"]) for x in report["lab_recipes_A"]}
+    assert seed["A_trial_epochs"] == len(a) and seed["B_trial_epochs"] == len(b)
+    # the budget stops B once its reports add up to it; only trials running then may add one more each
+    assert budget <= len(b) <= budget + CONCURRENCY - 1
+    assert seed["A_best_fid"] == pytest.approx(min(r["fid"] for r in a), rel=1e-6)
+    assert seed["B_best_fid"] == pytest.approx(min(r["fid"] for r in b), rel=1e-6)
+    assert seed["B_over_A_best_fid"] == pytest.approx(seed["B_best_fid"] / seed["A_best_fid"], rel=1e-6)
+    assert seed["B_best_fid_within_budget"] == pytest.approx(min(r["fid"] for r in b[:budget]), rel=1e-6)
+    passed = [i for i, r in enumerate(b) if r["fid"] < seed["A_best_fid"]]
+    assert seed["B_passed_A_best"] == bool(passed)
+    if passed:
+        assert seed["B_trial_epochs_to_pass_A_best"] == passed[0] + 1
+    assert seed["meets_target"] == (seed["B_best_fid"] <= 0.5 * seed["A_best_fid"])
+    assert report["seeds_meeting_target"] == int(seed["meets_target"])
+    for arm, reports in (("A", a), ("B", b)):
+        winner = min(reports, key=lambda r: r["fid"])
+        assert seed[f"{arm}_winner_trial"] == winner["trial_id"]
+        assert seed[f"{arm}_winner_config"]["loss"] == winner["loss"]
+
+
+def test_each_arm_records_the_spec_it_ran(quality):
+    _, report = quality
+    a, b = report["specs"]["A-seed0"], report["specs"]["B-seed0"]
+    assert a["space"] == "configs" and not a["early_stop"] and a["budget_trial_epochs"] is None
+    assert b["space"] == "full" and b["early_stop"] and b["budget_trial_epochs"] == 6 * EPOCHS
+    assert b["fixed"] == {"arch": "dcgan", "width": 16}
+    assert all(r["width"] == 16 for r in a["trial_configs"])
+    for spec in (a, b):
+        assert spec["limit"] == 1000 and spec["epochs"] == EPOCHS and spec["eval_samples"] == 200
+
+
+def test_winner_grids_are_drawn_from_the_kept_generators(quality):
+    out, report = quality
+    for arm in ("A", "B"):
+        grid = out.parent / report["per_seed"]["0"][f"{arm}_winner_samples"]
+        with Image.open(grid) as image:  # 10 x 10 images of 28 px, 2 px padding
+            assert image.size == (10 * 30 + 2, 10 * 30 + 2)
