@@ -6,7 +6,8 @@ support an answer (too few trials, no contrast), it says so instead of guessing.
 
 import pandas as pd
 
-from tuner.analysis.importance import EVALUATOR_NAME, hyperparameters
+from tuner.analysis.importance import EVALUATOR_NAME, varied_hyperparameters
+from tuner.objective import hyperparameters
 
 TOP_PARAMS = 3
 
@@ -35,8 +36,8 @@ def collapses(trials: pd.DataFrame, config_keys) -> list[str]:
     healthy = trials[trials["health"] == "healthy"]
     lines = []
     for _, t in flagged.iterrows():
-        params = ", ".join(f"{k}={_fmt(t[k])}" for k in config_keys if k in t and pd.notna(t[k])
-                           and k not in ("dataset", "epochs", "seed"))
+        recorded = {k: t[k] for k in config_keys if k in t and pd.notna(t[k])}
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in hyperparameters(recorded).items())
         when = (f"first flagged at epoch {t['first_collapse_epoch']:g}" if pd.notna(t.get("first_collapse_epoch"))
                 else "not flagged by the sample detector")
         signal = t.get("collapse_reasons") if isinstance(t.get("collapse_reasons"), str) else "non-finite losses"
@@ -49,7 +50,7 @@ def collapses(trials: pd.DataFrame, config_keys) -> list[str]:
         return lines
     if flagged.empty:
         return lines
-    for key in hyperparameters(trials, config_keys):
+    for key in varied_hyperparameters(trials, config_keys):
         ok, bad = healthy[key].dropna(), flagged[key].dropna()
         if ok.empty or bad.empty:
             continue

@@ -1,9 +1,9 @@
 """pandas frames over what Ray Tune wrote: one row per trial, and one row per trial per report.
 
 Everything is read through Ray's `ExperimentAnalysis` (the experiment state, each trial's
-config, status, failures and result rows) plus the `error.txt` Ray writes for a failed trial;
-there is no bookkeeping of our own to drift from Ray's. Works on finished, running, interrupted
-and copied-back experiment directories.
+config, status, failures and result rows), the `error.txt` Ray writes for a failed trial and the
+experiment's search-spec.json; there is no bookkeeping of our own to drift from Ray's. Works on
+finished, running, interrupted and copied-back experiment directories.
 """
 
 import json
@@ -14,13 +14,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.config import LOSS_SPECIFIC, GANConfig, VAEConfig
+from models.config import GANConfig, VAEConfig
 from models.errors import UserInputError
+from tuner.objective import REPORTED_REASONS, EndReason
+from tuner.spec import SPEC_FILE, spec_file
+from tuner.trainers import TRAINERS, builtin_config
 
 EXPERIMENT_STATE = "experiment_state-*.json"
-FINAL_REASONS = ("completed", "collapse", "diverged")  # end_reason values the trainable reports itself
 RAY_COLUMNS = ("checkpoint_dir_name", "should_checkpoint", "done", "date", "time_since_restore",
                "iterations_since_restore", "experiment_tag")  # Ray's bookkeeping, not trial results
+
+
+def absolute(path) -> str:
+    """A local path made absolute (Ray and pyarrow read a relative one as a URI with no scheme); a URI as it is."""
+    path = str(path)
+    return path if "://" in path else str(Path(path).resolve())
 
 
 def open_experiment(path):
@@ -39,10 +47,33 @@ def open_experiment(path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Ray warns about metrics missing from trials with no reports
-            return ExperimentAnalysis(path)
+            return ExperimentAnalysis(absolute(path))
     except Exception as err:  # Ray raises several types for an unreadable state
         raise UserInputError(f"experiment_dir: cannot read the Ray Tune experiment at {path} ({err})"
                              .split("\n")[0]) from None
+
+
+def recorded_spec(path) -> dict:
+    """The experiment's SearchSpec as written (search-spec.json), {} for an experiment built without
+    one. Plain JSON, not `SearchSpec.from_json`: validating would import a plug-in trainer that the
+    machine reading a copied-back experiment may not have."""
+    import pyarrow.fs
+
+    filesystem, file = spec_file(absolute(path))
+    if filesystem.get_file_info(file).type == pyarrow.fs.FileType.NotFound:
+        return {}
+    with filesystem.open_input_stream(file) as stream:
+        text = stream.read().decode(errors="replace")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserInputError(f"experiment_dir: {SPEC_FILE} in {path} is not valid JSON ({err})") from None
+
+
+def latest_checkpoint(trial_path) -> Path | None:
+    """The newest checkpoint Ray kept for the trial (Ray always keeps the latest)."""
+    checkpoints = sorted(Path(trial_path).glob("checkpoint_*"))
+    return checkpoints[-1] if checkpoints else None
 
 
 def intact_result_rows(trial) -> pd.DataFrame:
@@ -58,18 +89,26 @@ def intact_result_rows(trial) -> pd.DataFrame:
     return pd.json_normalize(rows, sep="/") if rows else pd.DataFrame()
 
 
-def trial_history(analysis, trial) -> pd.DataFrame:
-    """One trial's reports in order; a report Ray recorded twice (replayed after a restore) counts once."""
+def result_rows(analysis, trial) -> pd.DataFrame:
+    """One trial's result rows in order, Ray's columns included; a report Ray recorded twice
+    (replayed after a restore) counts once."""
     frame = analysis.trial_dataframes.get(trial.trial_id)
     if frame is None or frame.empty:
         frame = intact_result_rows(trial)
     if frame is None or frame.empty or "training_iteration" not in frame:
         return pd.DataFrame()
-    frame = frame.drop(columns=[c for c in frame if c.startswith("config/") or c in RAY_COLUMNS + ("trial_id",)])
     frame = frame.drop_duplicates("training_iteration", keep="last").sort_values("training_iteration")
+    return frame.reset_index(drop=True)
+
+
+def trial_history(rows: pd.DataFrame, trial) -> pd.DataFrame:
+    """The trial's reports (its `result_rows`) without Ray's bookkeeping and the config."""
+    if rows.empty:
+        return rows
+    frame = rows.drop(columns=[c for c in rows if c.startswith("config/") or c in RAY_COLUMNS + ("trial_id",)])
     frame.insert(0, "trial_id", trial.trial_id)
     frame.insert(1, "model", trial.config.get("model"))
-    return frame.reset_index(drop=True)
+    return frame
 
 
 def load_history(path) -> pd.DataFrame:
@@ -78,7 +117,7 @@ def load_history(path) -> pd.DataFrame:
 
 
 def history_frame(analysis) -> pd.DataFrame:
-    frames = [trial_history(analysis, t) for t in analysis.trials]
+    frames = [trial_history(result_rows(analysis, t), t) for t in analysis.trials]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["trial_id", "model"])
 
@@ -92,17 +131,34 @@ def error_message(trial) -> str | None:
     return lines[-1] if lines else None
 
 
-def end_reason(status: str, reported: str | None, reports: int) -> str:
-    """completed / collapse / diverged (said by the trial's last report), asha (ended by Ray with no
-    such word: the scheduler stopped it), error (out of retries), running (running or interrupted),
-    pending (never reported)."""
+def recorded_end_reason(status: str, reported: str | None, reports: int, stopped_at_report: bool,
+                        budgeted: bool, results_kept: bool) -> EndReason:
+    """Why a trial ended, from Ray's record of it (EndReason says what each means).
+
+    `reported`: the end_reason of its last report. `stopped_at_report`: Ray marked that report
+    done, i.e. a stopper or the scheduler ended the trial on it; the budget instead ends the whole
+    search, so the trials it stops are TERMINATED with their last report not done (and those that
+    never started with no report). `budgeted`: the search had a trial-epoch budget. `results_kept`:
+    the trial's directory is still there, or it never reported (a pending trial has none yet)."""
+    if not results_kept:
+        return EndReason.MISSING
     if status == "ERROR":
-        return "error"
-    if reported in FINAL_REASONS:
-        return reported
+        return EndReason.ERROR
+    if reported in REPORTED_REASONS:
+        return EndReason(reported)
     if status == "TERMINATED":
-        return "asha"
-    return "running" if reports else "pending"
+        return EndReason.BUDGET if budgeted and not stopped_at_report else EndReason.ASHA
+    return EndReason.RUNNING if reports else EndReason.PENDING
+
+
+def results_kept(trial) -> bool:
+    """False when Ray recorded a report of the trial but its directory is gone (deleted, or not copied back)."""
+    import pyarrow.fs
+
+    if not trial.has_reported_at_least_once:
+        return True
+    found = trial.storage.storage_filesystem.get_file_info(trial.path)
+    return found.type == pyarrow.fs.FileType.Directory
 
 
 def _spread_over_last_half(series: pd.Series) -> float:
@@ -156,30 +212,35 @@ def quality_figures(history: pd.DataFrame) -> dict:
 
 
 def effective_config(config: dict) -> dict:
-    """The trial's config with the trainer's defaults filled in, through the same `from_dict` the
-    trainable uses, so a default z_dim shows as the z_dim the trial ran with. Loss-specific fields
-    (clip value, gradient-penalty weight, real label) appear only for their loss, as in the search."""
-    hyper = {k: v for k, v in config.items() if k not in ("model", "dataset")}
+    """A built-in trainer's trial config with its defaults filled in, through the same
+    `builtin_config` and `from_dict` the trainer uses, so a default z_dim shows as the z_dim the
+    trial ran with. Loss-specific fields (clip value, gradient-penalty weight, real label) appear
+    only for their loss, as `to_dict` gives them. A plug-in's config ("model" is its factory) is
+    shown as Ray recorded it: its defaults are its own."""
+    model = config.get("model")
+    if model not in TRAINERS or "epochs" not in config or "seed" not in config:  # no epochs, seed: an older run
+        return dict(config)
     try:
-        resolved = (VAEConfig if config.get("model") == "vae" else GANConfig).from_dict(hyper).to_dict()
+        resolved = (VAEConfig if model == "vae" else GANConfig).from_dict(builtin_config(config)).to_dict()
     except UserInputError:  # a config this version cannot build: show it as Ray recorded it
         return dict(config)
-    if config.get("model") != "vae":
-        resolved = {k: v for k, v in resolved.items() if LOSS_SPECIFIC.get(k, resolved["loss"]) == resolved["loss"]}
-        if resolved["optimizer"] == "rmsprop":
-            resolved = {k: v for k, v in resolved.items() if k not in ("beta1", "beta2")}
+    if model != "vae" and resolved["optimizer"] == "rmsprop":
+        resolved = {k: v for k, v in resolved.items() if k not in ("beta1", "beta2")}
     return {**config, **resolved}
 
 
-def trial_row(analysis, trial, config: dict) -> dict:
-    history = trial_history(analysis, trial)
+def trial_row(analysis, trial, config: dict, budgeted: bool) -> dict:
+    rows = result_rows(analysis, trial)
+    history = trial_history(rows, trial)
     last = history.iloc[-1] if not history.empty else pd.Series(dtype=object)
     bundle = trial.placement_group_factory.bundles[0] if trial.placement_group_factory else {}
     error = error_message(trial)
     reported = last.get("end_reason") if not history.empty else None
+    stopped_at_report = bool(rows["done"].iloc[-1]) if "done" in rows else False
     row = {
         "trial_id": trial.trial_id, **config,
-        "end_reason": end_reason(trial.status, reported if isinstance(reported, str) else None, len(history)),
+        "end_reason": recorded_end_reason(trial.status, reported if isinstance(reported, str) else None,
+                                          len(history), stopped_at_report, budgeted, results_kept(trial)),
         "status": trial.status, "error": error,
         **quality_figures(history), **stability_figures(history),
         "diverged": bool(history["diverged"].astype(bool).any()) if "diverged" in history else False,
@@ -200,14 +261,16 @@ def trial_row(analysis, trial, config: dict) -> dict:
 def load_trials(path) -> pd.DataFrame:
     """One row per trial: flattened config, FID/KID figures, stability figures, end reason,
     epochs run, wall time and resources, ranked by `tuner.analysis.ranking.rank_trials`."""
-    return trials_frame(open_experiment(path))
+    return trials_frame(open_experiment(path), recorded_spec(path))
 
 
-def trials_frame(analysis) -> pd.DataFrame:
+def trials_frame(analysis, spec: dict) -> pd.DataFrame:
+    """The trials of `analysis`; `spec` is the experiment's `recorded_spec`."""
     from tuner.analysis.ranking import rank_trials
 
+    budgeted = spec.get("budget_trial_epochs") is not None
     configs = [effective_config(t.config) for t in analysis.trials]
-    frame = pd.DataFrame([trial_row(analysis, t, c) for t, c in zip(analysis.trials, configs)])
+    frame = pd.DataFrame([trial_row(analysis, t, c, budgeted) for t, c in zip(analysis.trials, configs)])
     if frame.empty:
         return frame
     config_columns = list(dict.fromkeys(k for config in configs for k in config))

@@ -12,7 +12,8 @@ import warnings
 import optuna
 import pandas as pd
 
-NOT_HYPERPARAMETERS = ("model", "dataset", "epochs", "seed")
+from tuner.objective import NON_HYPERPARAMETER_KEYS
+
 MIN_TRIALS = 4  # fewer finished trials than this cannot separate one parameter's effect from another's
 TARGETS = {"objective": "best_objective", "collapse": "collapsed_fraction"}
 # Optuna's default evaluator (fANOVA would need scikit-learn): how much each parameter matters for
@@ -29,9 +30,9 @@ def distribution(values: pd.Series):
     return optuna.distributions.FloatDistribution(low, high, log=low > 0 and high / low > 10)
 
 
-def hyperparameters(trials: pd.DataFrame, config_keys) -> list[str]:
-    """Config keys that took more than one value among these trials."""
-    return [k for k in config_keys if k in trials and k not in NOT_HYPERPARAMETERS
+def varied_hyperparameters(trials: pd.DataFrame, config_keys) -> list[str]:
+    """Hyperparameters (config keys but NON_HYPERPARAMETER_KEYS) that took more than one value among these trials."""
+    return [k for k in config_keys if k in trials and k not in NON_HYPERPARAMETER_KEYS
             and trials[k].dropna().astype(str).nunique() > 1]
 
 
@@ -39,7 +40,7 @@ def importances(trials: pd.DataFrame, config_keys, target: str) -> tuple[pd.Seri
     """(importance per parameter, "") or (None, why it cannot be computed)."""
     column = TARGETS[target]
     usable = trials[trials[column].notna() & trials[column].map(lambda v: math.isfinite(float(v)))]
-    params = hyperparameters(usable, config_keys)
+    params = varied_hyperparameters(usable, config_keys)
     if len(usable) < MIN_TRIALS:
         return None, f"only {len(usable)} trial(s) with a {column}; importance needs at least {MIN_TRIALS}"
     if not params:

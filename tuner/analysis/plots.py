@@ -72,8 +72,8 @@ def fid_by_loss_and_zdim(trials: pd.DataFrame, out: Path) -> Path | None:
     datasets = sorted(gans["dataset"].unique())
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
     for dataset, ax in zip(datasets, axes[0]):
-        table = gans[gans["dataset"] == dataset].pivot_table(index="loss", columns="z_dim", values="best_fid",
-                                                              aggfunc="mean")
+        rows = gans[gans["dataset"] == dataset].astype({"z_dim": int})  # a legend of 64, not 64.0
+        table = rows.pivot_table(index="loss", columns="z_dim", values="best_fid", aggfunc="mean")
         table.plot.bar(ax=ax, rot=0)
         ax.set(title=f"{dataset}: mean best FID by loss and z_dim", ylabel="best FID", xlabel="loss")
         ax.legend(title="z_dim", fontsize=8)
@@ -132,9 +132,10 @@ def sample_grid_strip(trials: pd.DataFrame, grids: dict[str, list[Path]], out: P
         return None
     fig, axes = plt.subplots(len(shown), 3, figsize=(9, 3.2 * len(shown)), squeeze=False)
     for row, (trial, paths) in zip(axes, shown):
-        picks = [paths[0], paths[len(paths) // 2], paths[-1]]
+        picks = list(dict.fromkeys([paths[0], paths[len(paths) // 2], paths[-1]]))  # distinct epochs
+        for ax in row:
+            ax.axis("off")
         for ax, path in zip(row, picks):
             ax.imshow(plt.imread(path), cmap="gray")
             ax.set_title(f"#{trial['rank']} {trial['trial_id']} {path.stem.replace('_', ' ')}", fontsize=8)
-            ax.axis("off")
     return _save(fig, out / "samples_top_trials.png")

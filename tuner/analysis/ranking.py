@@ -12,17 +12,19 @@ evaluations flagged collapsed first, then smaller largest FID worsening, then lo
 
 import pandas as pd
 
+from tuner.objective import EndReason
+
 HEALTH_ORDER = ("healthy", "collapsed", "diverged", "error", "no evaluation")
 
 
 def health(row: pd.Series) -> str:
-    if row["end_reason"] == "error":
+    if row["end_reason"] == EndReason.ERROR:
         return "error"
     if pd.isna(row.get("best_fid")) and not row.get("diverged", False):
         return "no evaluation"
-    if row.get("diverged", False) or row["end_reason"] == "diverged":
+    if row.get("diverged", False) or row["end_reason"] == EndReason.DIVERGED:
         return "diverged"
-    if row["end_reason"] == "collapse" or row.get("collapsed_at_end", False):
+    if row["end_reason"] == EndReason.COLLAPSE or row.get("collapsed_at_end", False):
         return "collapsed"
     return "healthy"
 

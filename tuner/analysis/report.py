@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from tuner.analysis import answers, plots
-from tuner.analysis.frames import history_frame, open_experiment, trials_frame
+from tuner.analysis.best_model import best_model_blocks
+from tuner.analysis.frames import history_frame, latest_checkpoint, open_experiment, recorded_spec, trials_frame
 from tuner.analysis.importance import EVALUATOR_NAME, all_importances
 from tuner.analysis.ranking import __doc__ as RANKING_RULES
 
@@ -23,13 +24,9 @@ RANK_COLUMNS = ["rank", "trial_id", "model", "dataset", "loss", "z_dim", "latent
                 "epochs_run", "wall_time_s"]
 STABILITY_COLUMNS = ["stability_rank", "trial_id", "model", "loss", "health", "collapsed_fraction",
                      "fid_worsening", "d_loss_spread", "g_loss_spread", "loss_spread", "max_loss_jump", "best_fid"]
-VAE_GRIDS = ("reconstructions_train.png", "samples_train.png", "interpolations_train.png")
-
-
-def latest_checkpoint(trial_path: str) -> Path | None:
-    """The newest checkpoint Ray kept for the trial (Ray always keeps the latest)."""
-    checkpoints = sorted(Path(trial_path).glob("checkpoint_*"))
-    return checkpoints[-1] if checkpoints else None
+VAE_GRIDS = {"reconstructions_train.png": "training images (top) and their reconstructions",
+             "samples_train.png": "samples from the prior",
+             "interpolations_train.png": "interpolations between pairs of training images"}
 
 
 def epoch_grids(trial_path: str) -> list[Path]:
@@ -54,7 +51,7 @@ def shown(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 def build_blocks(experiment_dir, out: Path, top: int) -> tuple[list, pd.DataFrame, pd.DataFrame]:
     """The report's content as (kind, payload) blocks, with the trials and history frames."""
     analysis = open_experiment(experiment_dir)  # read once: Ray parses every trial's results here
-    trials, history = trials_frame(analysis), history_frame(analysis)
+    trials, history = trials_frame(analysis, recorded_spec(experiment_dir)), history_frame(analysis)
     name = Path(str(experiment_dir).rstrip("/")).name
     blocks = [("h1", f"GAN/VAE search report: {name}"),
               ("p", f"Experiment: {experiment_dir}. Written {time.strftime('%Y-%m-%d %H:%M:%S')}.")]
@@ -69,12 +66,13 @@ def build_blocks(experiment_dir, out: Path, top: int) -> tuple[list, pd.DataFram
                ("p", f"Best trial: {best['trial_id']} ({best['model']}), best FID {best['best_fid']:.2f} at epoch "
                      f"{best['epoch_of_best_fid']:g}, against an FID floor of {best['fid_floor']:.2f} "
                      "(two disjoint real samples of the same size: what a perfect model would score).")]
+    plot_dir = out / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    blocks += best_model_blocks(analysis, experiment_dir, best, plot_dir)
     blocks += [("h2", "Ranking"), ("pre", RANKING_RULES.split("\n\n", 1)[1].strip()),
                ("h3", "By quality"), ("table", shown(trials, RANK_COLUMNS)),
                ("h3", "By stability"), ("table", shown(trials.sort_values("stability_rank"), STABILITY_COLUMNS))]
 
-    plot_dir = out / "plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
     vae_table = plots.vae_table(trials, history)
     top_trials = trials[trials["best_fid"].notna()].head(top)
     grids = {t["trial_id"]: epoch_grids(t["path"]) for _, t in top_trials.iterrows()}
@@ -92,11 +90,11 @@ def build_blocks(experiment_dir, out: Path, top: int) -> tuple[list, pd.DataFram
     best_vae = trials[(trials["model"] == "vae") & trials["best_fid"].notna()].head(1)
     if not best_vae.empty:
         checkpoint = latest_checkpoint(best_vae.iloc[0]["path"])
-        for grid in VAE_GRIDS:
+        for grid, what in VAE_GRIDS.items():
             if checkpoint is not None and (checkpoint / grid).is_file():
                 target = shutil.copy(checkpoint / grid, plot_dir / f"best_vae_{grid}")
                 blocks.append(("img", (Path(target), f"Best VAE ({best_vae.iloc[0]['trial_id']}), latest "
-                                       f"checkpoint: {grid.split('_')[0]} (training images)")))
+                                       f"checkpoint: {what}")))
     if not vae_table.empty:
         blocks += [("h3", "VAE by latent dimension (means)"), ("table", vae_table.reset_index())]
 
