@@ -35,41 +35,15 @@ Writes bench/results/concurrency_<cpu|gpu>.json and a PNG beside it (when matplo
 installed), and prints a one-line summary.
 """
 
-import argparse
-import dataclasses
-import json
-import math
-import os
 import sys
-import tempfile
-import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
-from machine import machine_info  # bench/machine.py, beside this script
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
+import harness  # bench/harness.py, beside this script
+from tuner.spec import SearchSpec
+
 AUTO = {"cpu": dict(trials=4, limit=10000), "gpu": dict(trials=8, limit=60000)}
-
-
-def bench_trial(config: dict, *, datasets: dict, settings) -> None:
-    """tuner.trainable.train_trial with this benchmark's torch thread count set first."""
-    import torch as trial_torch
-    from tuner.trainable import train_trial
-    config = dict(config)
-    trial_torch.set_num_threads(config.pop("torch_threads"))
-    train_trial(config, datasets=datasets, settings=settings)
-
-
-def trial_settings(eval_samples: int, cpus: float, gpus: float):
-    """TrialSettings as tuner/run.py builds it (without the fields an older trainable lacks)."""
-    from tuner.trainable import TrialSettings
-    values = dict(eval_samples=eval_samples, collapse_patience=2, steps_per_report=0,
-                  cpus_per_trial=cpus, gpus_per_trial=gpus)
-    known = {f.name for f in dataclasses.fields(TrialSettings)}
-    return TrialSettings(**{k: v for k, v in values.items() if k in known})
 
 
 def gpu_note(mode: str) -> str:
@@ -89,32 +63,16 @@ def peak_overlap(intervals: list) -> int:
 
 def run_arm(label: str, args, datasets: dict, storage: str, *, max_concurrent, cpus: float, gpus: float,
             threads: int) -> dict:
-    from ray import tune
-
-    config = {"model": "gan", "dataset": "fashion_mnist", "loss": "bce", "arch": "dcgan", "width": args.width,
-              "z_dim": 64, "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
-              "torch_threads": threads}
-    trainable = tune.with_resources(
-        tune.with_parameters(bench_trial, datasets=datasets, settings=trial_settings(args.eval_samples, cpus, gpus)),
-        {"cpu": cpus, "gpu": gpus})
-    tuner = tune.Tuner(
-        trainable, param_space=config,
-        tune_config=tune.TuneConfig(num_samples=args.trials, max_concurrent_trials=max_concurrent),
-        run_config=tune.RunConfig(
-            name=label, storage_path=storage, verbose=0,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+    spec = harness.identical_trials(args, name=label, storage=storage, trials=args.trials, cpus_per_trial=cpus,
+                                    gpus_per_trial=gpus,
+                                    max_concurrent=max_concurrent or args.trials)  # a cap starts the trials together
     print(f"[{label}] {args.trials} trials, at most {max_concurrent or 'as resources allow'} at once, "
           f"{cpus:g} CPU / {gpus:g} GPU / {threads} torch thread(s) each", flush=True)
-    started = time.perf_counter()
-    grid = tuner.fit()
-    wall = time.perf_counter() - started
+    run = harness.run_spec(spec, datasets, harness.pinned_trial(threads))
+    wall = run.fit_seconds
 
-    trials, intervals, errors = [], [], 0
-    for result in grid:
-        if result.error:
-            errors += 1
-            continue
-        rows = result.metrics_dataframe
+    trials, intervals = [], []
+    for _, rows in run.reports[run.reports["status"] != "ERROR"].groupby("trial_id", sort=False):
         images = float((rows["images_per_s"] * rows["train_seconds"]).sum())
         train_s, eval_s = float(rows["train_seconds"].sum()), float(rows["eval_seconds"].sum())
         start = float(rows["timestamp"].iloc[0] - rows["time_this_iter_s"].iloc[0])
@@ -125,7 +83,8 @@ def run_arm(label: str, args, datasets: dict, storage: str, *, max_concurrent, c
                        "device": rows["device"].iloc[-1], "pid": int(rows["pid"].iloc[-1])})
     images = sum(t["images"] for t in trials)
     return {
-        "label": label, "trials": args.trials, "trials_finished": len(trials), "trials_errored": errors,
+        "label": label, "spec": spec.to_dict(), "trials": args.trials, "trials_finished": len(trials),
+        "trials_errored": run.trials_errored,
         "max_concurrent_trials": max_concurrent, "cpus_per_trial": cpus, "gpus_per_trial": gpus,
         "torch_threads_per_trial": threads, "wall_seconds": round(wall, 2), "images_trained": images,
         "aggregate_images_per_s": round(images / wall, 1),
@@ -138,58 +97,36 @@ def run_arm(label: str, args, datasets: dict, storage: str, *, max_concurrent, c
     }
 
 
-def plot(report: dict, path: Path) -> str | None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    arms = report["arms"]
+def plot(report: dict, path) -> str:
+    arms, settings = report["arms"], report["settings"]
     labels = [a["label"] for a in arms]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for ax, key, title in ((axes[0], "aggregate_images_per_s", "aggregate training images/s"),
-                           (axes[1], "trials_per_hour", "trials finished per hour")):
-        ax.bar(labels, [a[key] for a in arms], color="tab:blue")
-        ax.set_title(title)
-        ax.tick_params(axis="x", rotation=20)
-    fig.suptitle(f"{report['settings']['trials']} identical DCGAN trials, {report['settings']['limit']} images x "
-                 f"{report['settings']['epochs']} epochs ({report['settings']['mode']})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with harness.figure(path, ncols=2, figsize=(9, 3.5)) as axes:
+        for ax, key, title in ((axes[0], "aggregate_images_per_s", "aggregate training images/s"),
+                               (axes[1], "trials_per_hour", "trials finished per hour")):
+            ax.bar(labels, [a[key] for a in arms], color="tab:blue")
+            ax.set_title(title)
+            ax.tick_params(axis="x", rotation=20)
+        axes[0].figure.suptitle(f"{settings['trials']} identical DCGAN trials, {settings['limit']} images x "
+                                f"{settings['epochs']} epochs ({settings['mode']})", fontsize=9)
     return str(path)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", help="folder with FashionMNIST/ in torchvision's layout (default: $GANTUNE_DATA_DIR)")
+def parse_args(argv=None):
+    p = harness.parser(__doc__)
+    harness.add_trial_flags(p)
     p.add_argument("--gpus-per-trial", type=float, nargs="+",
                    help="GPU arms: one experiment per GPU share, e.g. 1 0.5 0.25 (default: those three when a GPU "
                         "is visible, else CPU arms)")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 2],
                    help="CPU arms: trials running at once, one experiment each (default: 1 2)")
-    p.add_argument("--cpus-per-trial", type=float, default=1, help="Ray CPUs per trial in every arm (default: 1)")
-    p.add_argument("--torch-threads", type=int, default=0,
-                   help="torch intra-op threads per trial; 0 = floor(cpus per trial), as Ray sets OMP_NUM_THREADS")
     p.add_argument("--one-trial-all-cpus", action="store_true",
                    help="CPU: also run one trial at a time with every Ray CPU and as many torch threads")
-    p.add_argument("--num-cpus", type=int, help="CPUs the local Ray may use (default: all of this machine's)")
-    p.add_argument("--num-gpus", type=float,
-                   help="GPUs the local Ray may use (default: all visible). On a machine without CUDA, "
-                        "--num-gpus 1 makes a logical GPU: the GPU arms' scheduling runs with trials on the CPU "
-                        "(to test this script, not to measure)")
     p.add_argument("--trials", type=int, default=0,
                    help=f"identical trials per arm; 0 = {AUTO['cpu']['trials']} on CPU, {AUTO['gpu']['trials']} on GPU")
     p.add_argument("--limit", type=int, default=0,
                    help=f"training images (fixed random subset); 0 = {AUTO['cpu']['limit']} on CPU, "
                         f"{AUTO['gpu']['limit']} (all) on GPU")
     p.add_argument("--epochs", type=int, default=2, help="epochs per trial, one report + checkpoint each (default: 2)")
-    p.add_argument("--eval-samples", type=int, default=2000, help="generated images per evaluation (default: 2000)")
-    p.add_argument("--width", type=int, default=64, help="DCGAN width (default: 64, the DCGAN default)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subset and of every trial (default: 0)")
-    p.add_argument("--storage-path", help="where Ray writes the trials (default: a temporary folder, deleted)")
     p.add_argument("--out", type=Path, help="JSON file (default: bench/results/concurrency_<cpu|gpu>.json)")
     args = p.parse_args(argv)
     for name in ("trials", "limit", "torch_threads"):
@@ -204,13 +141,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    import ray
-    from tuner.run import load_datasets
+    from tuner.build import load_datasets
 
-    ray.init(address="local", num_cpus=args.num_cpus, num_gpus=args.num_gpus, include_dashboard=False,
-             log_to_driver=False)
-    try:
-        cluster = ray.cluster_resources()
+    with harness.local_ray(args.num_cpus, args.num_gpus) as cluster:
         total_cpus, total_gpus = int(cluster.get("CPU", 0)), cluster.get("GPU", 0)
         if args.gpus_per_trial is None and total_gpus:
             args.gpus_per_trial = [1, 0.5, 0.25]
@@ -219,14 +152,13 @@ def main(argv=None) -> dict:
             sys.exit("--gpus-per-trial: this machine has no GPU Ray can use")
         args.trials = args.trials or AUTO[mode]["trials"]
         args.limit = args.limit or AUTO[mode]["limit"]
-        threads = args.torch_threads or max(1, math.floor(args.cpus_per_trial))
+        threads = harness.torch_threads(args)
 
-        datasets = load_datasets(SimpleNamespace(dataset=["fashion_mnist"], data_dir=args.data_dir, limit=args.limit,
-                                                 seed=args.seed, eval_samples=args.eval_samples))
+        datasets = load_datasets(SearchSpec(data_dir=args.data_dir, limit=args.limit, seed=args.seed,
+                                            eval_samples=args.eval_samples))
         limit = len(datasets["fashion_mnist"][0])
-        load_before, started = os.getloadavg(), time.time()
-        with tempfile.TemporaryDirectory(prefix="gantune-concurrency-") as tmp:
-            storage = args.storage_path or tmp
+        report = harness.Report()
+        with harness.experiment_storage(args.storage_path, "gantune-concurrency-") as storage:
             arms = []
             if mode == "cpu":
                 for c in args.concurrency:
@@ -242,29 +174,22 @@ def main(argv=None) -> dict:
                 for g in args.gpus_per_trial:
                     arms.append(run_arm(f"gpu-{g:g}", args, datasets, storage, max_concurrent=None,
                                         cpus=args.cpus_per_trial, gpus=g, threads=threads))
-        load_after = os.getloadavg()
-    finally:
-        ray.shutdown()
 
     base = arms[0] if arms else None
     for arm in arms:
         arm["aggregate_speedup_vs_first_arm"] = round(arm["aggregate_images_per_s"] / base["aggregate_images_per_s"], 3)
-    report = {
-        "machine": machine_info(), "load_average_1_5_15": {"before": load_before, "after": load_after},
-        "settings": {"mode": mode, "trials": args.trials, "limit": limit, "epochs": args.epochs,
-                     "eval_samples": args.eval_samples, "batch_size": args.batch_size, "width": args.width,
-                     "config": "DCGAN, bce, z_dim 64, Adam 2e-4 (0.5, 0.999), seed fixed: identical trials",
-                     "ray_cpus": total_cpus, "ray_gpus": total_gpus,
-                     "torch_threads": "explicit torch.set_num_threads in each trial (see arms)",
-                     "aggregate_images_per_s": "sum over trials of images trained / Tuner.fit() wall seconds",
-                     "trials_per_hour": "trials finished without error / Tuner.fit() wall seconds * 3600"},
-        "gpu_figures": gpu_note(mode),
-        "arms": arms, "seconds": round(time.time() - started, 1),
-    }
-    out = args.out or RESULTS / f"concurrency_{mode}.json"
+    report.update(
+        settings={"mode": mode, "trials": args.trials, "limit": limit, "epochs": args.epochs,
+                  "eval_samples": args.eval_samples, "batch_size": args.batch_size, "width": args.width,
+                  "config": harness.IDENTICAL_TRIAL, "ray_cpus": total_cpus, "ray_gpus": total_gpus,
+                  "torch_threads": "explicit torch.set_num_threads in each trial (see arms)",
+                  "aggregate_images_per_s": "sum over trials of images trained / Tuner.fit() wall seconds",
+                  "trials_per_hour": "trials finished without error / Tuner.fit() wall seconds * 3600"},
+        gpu_figures=gpu_note(mode), arms=arms)
+    out = args.out or harness.RESULTS / f"concurrency_{mode}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     report["plot"] = plot(report, out.with_suffix(".png"))
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    report.write(out)
     summary = "; ".join(f"{a['label']}: {a['aggregate_images_per_s']:.0f} img/s, {a['trials_per_hour']:.0f} trials/h"
                         f" (x{a['aggregate_speedup_vs_first_arm']:.2f}, peak {a['observed_peak_concurrency']} at once)"
                         for a in arms)

@@ -5,7 +5,6 @@ fraction (target <= 10%) of the epoch it reports on. The epoch is timed over a f
 steps after warm-up and extrapolated to the full epoch; the JSON says so.
 """
 
-import argparse
 import json
 import statistics
 import time
@@ -13,19 +12,15 @@ from pathlib import Path
 
 import torch
 
+import harness  # bench/harness.py, beside this script
 from models.config import GANConfig
 from models.data import from_gan_range, load_dataset
 from models.evaluation import Evaluator
 from models.gan_trainer import GANTrainer
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None,
-                        help="folder with FashionMNIST/ in torchvision's layout (default: $GANTUNE_DATA_DIR "
-                             "or ~/.cache/gantune/datasets)")
+def parse_args(argv=None):
+    parser = harness.parser(__doc__)
     parser.add_argument("--device", default="cpu", help="torch device for training and evaluation (default: cpu)")
     parser.add_argument("--samples", type=int, default=2000, help="generated images per evaluate() call (default: 2000)")
     parser.add_argument("--cache-dir", default=None,
@@ -33,7 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-steps", type=int, default=100,
                         help="timed training steps, extrapolated to a full epoch (default: 100)")
     parser.add_argument("--eval-runs", type=int, default=5, help="timed evaluate() calls after one warm-up (default: 5)")
-    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "eval_cost.json"),
+    parser.add_argument("--out", type=Path, default=harness.RESULTS / "eval_cost.json",
                         help="output JSON path (default: bench/results/eval_cost.json)")
     return parser.parse_args(argv)
 
@@ -46,6 +41,7 @@ def sync(device: torch.device) -> None:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
+    report = harness.Report(args)
     train = load_dataset("fashion_mnist", args.data_dir, train=True, download=False)
     evaluator = Evaluator.for_dataset("fashion_mnist", args.data_dir, args.cache_dir, device, args.samples)
 
@@ -69,19 +65,17 @@ def main(argv=None) -> dict:
         eval_times.append(time.perf_counter() - started)
     eval_seconds = statistics.median(eval_times)
 
-    result = {
+    report.update({
         "device": str(device), "torch_threads": torch.get_num_threads(), "samples": args.samples,
         "evaluate_seconds_median": eval_seconds, "evaluate_seconds_all": eval_times,
         "epoch_seconds": epoch_seconds, "epoch_is_extrapolated": True,
         "epoch_method": f"{args.train_steps} timed steps after 10 warm-up steps, x {steps_per_epoch} steps/epoch",
         "train_step_seconds": step_seconds, "gan_config": config.to_dict(),
         "evaluate_to_epoch_ratio": eval_seconds / epoch_seconds,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("evaluate_seconds_median", "epoch_seconds", "evaluate_to_epoch_ratio")}))
-    return result
+    })
+    report.write(args.out)
+    print(json.dumps({k: report[k] for k in ("evaluate_seconds_median", "epoch_seconds", "evaluate_to_epoch_ratio")}))
+    return report
 
 
 if __name__ == "__main__":

@@ -10,9 +10,6 @@ that robust to other jobs' bursts, which can change throughput tenfold within a 
     python bench/throughput.py --device cuda                               # on a GPU machine
 """
 
-import argparse
-import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -20,8 +17,7 @@ from pathlib import Path
 import torch
 from torchvision import datasets, transforms
 
-from machine import machine_info  # bench/machine.py, beside this script
-
+import harness  # bench/harness.py, beside this script
 from models.config import GANConfig
 from models.data import load_dataset, resolve_data_dir
 from models.gan_trainer import GANTrainer
@@ -102,9 +98,7 @@ def bench_arch(arch: str, args, device: torch.device) -> dict:
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", type=resolve_data_dir, default=resolve_data_dir(None),
-                   help="folder holding FashionMNIST/ in torchvision's layout (default: $GANTUNE_DATA_DIR)")
+    p = harness.parser(__doc__)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where both arms train; auto = cuda when available, else cpu")
     p.add_argument("--steps", type=int, default=0,
@@ -118,20 +112,19 @@ def main():
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0 = torch's default")
     p.add_argument("--out", type=Path, help="JSON file (default: bench/results/throughput_<device type>.json)")
     args = p.parse_args()
+    args.data_dir = resolve_data_dir(args.data_dir)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
-    out = args.out or Path(__file__).parent / "results" / f"throughput_{device.type}.json"
-    started, load_before = time.time(), os.getloadavg()
-    results = {arch: bench_arch(arch, args, device) for arch in args.archs}
-    report = {"machine": {**machine_info(), "device": str(device)}, "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
-              "settings": {"device": str(device), "batch_size": args.batch_size, "rounds": args.rounds,
-                           "warmup_steps": args.warmup, "ratio": "median over rounds of the in-round ratio", "num_workers": args.num_workers, "loss": "bce",
-                           "data_dir": str(args.data_dir), "dataset": "fashion_mnist train (60,000)"},
-              "results": results, "seconds": round(time.time() - started, 1)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = args.out or harness.RESULTS / f"throughput_{device.type}.json"
+    report = harness.Report({"device": str(device), "batch_size": args.batch_size, "rounds": args.rounds,
+                             "warmup_steps": args.warmup, "ratio": "median over rounds of the in-round ratio",
+                             "num_workers": args.num_workers, "loss": "bce", "data_dir": str(args.data_dir),
+                             "dataset": "fashion_mnist train (60,000)"})
+    report["machine"]["device"] = str(device)
+    results = report["results"] = {arch: bench_arch(arch, args, device) for arch in args.archs}
+    report.write(out)
     for arch, r in results.items():
         print(f"{arch}: baseline {r['baseline_images_per_s']:.0f} img/s, device-resident "
               f"{r['device_resident_images_per_s']:.0f} img/s, ratio {r['ratio']:.2f} (target {r['target_ratio']})")

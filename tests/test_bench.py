@@ -12,13 +12,17 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 BATCH = 64  # the benchmarks' default batch size; an epoch trains the whole batches of its subset
+ROUNDING = 1e-6  # the reports in the JSON are rounded to 6 decimals, the summary figures are not
 
 
 def run_bench(script: str, out, data_dir, *args: str) -> dict:
     done = subprocess.run([sys.executable, str(REPO / "bench" / script), "--data-dir", str(data_dir),
                            "--out", str(out), *args], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(out.read_text())
+    report = json.loads(out.read_text())
+    assert {"machine", "settings", "load_average_1_5_15", "seconds"} <= report.keys()  # bench/harness.py's Report
+    assert len(report["load_average_1_5_15"]["before"]) == len(report["load_average_1_5_15"]["after"]) == 3
+    return report
 
 
 def test_search_efficiency_summary_follows_from_its_reports(data_dir, tmp_path):
@@ -33,10 +37,11 @@ def test_search_efficiency_summary_follows_from_its_reports(data_dir, tmp_path):
     assert seed["B_trials"] == len({r["trial_id"] for r in b}) == budget
     assert seed["A_best_fid"] == pytest.approx(min(r["fid"] for r in a), abs=1e-5)
     assert seed["B_best_fid"] == pytest.approx(min(r["fid"] for r in b), abs=1e-5)
-    assert seed["A_trial_epochs_to_reach_own_best"] == 1 + next(i for i, r in enumerate(a) if r["fid"] <= seed["A_best_fid"])
+    assert seed["A_trial_epochs_to_reach_own_best"] == 1 + next(
+        i for i, r in enumerate(a) if r["fid"] <= seed["A_best_fid"] + ROUNDING)
     assert seed["B_best_fid_within_A_trial_epochs"] == pytest.approx(min(r["fid"] for r in b[:len(a)]), abs=1e-5)
     assert seed["A_trial_epochs_in_flagged_trials"] == sum(r["health"] in ("collapsed", "diverged") for r in a)
-    reached = [i for i, r in enumerate(b) if r["fid"] <= seed["A_best_fid"]]
+    reached = [i for i, r in enumerate(b) if r["fid"] <= seed["A_best_fid"] + ROUNDING]
     assert seed["B_reached_A_best"] == bool(reached)
     if reached:
         assert seed["B_trial_epochs_to_reach_A_best"] == reached[0] + 1
@@ -44,6 +49,9 @@ def test_search_efficiency_summary_follows_from_its_reports(data_dir, tmp_path):
     meets = seed.get("B_share_of_A_trial_epochs", 1) <= 0.25
     assert report["seeds_meeting_target"] == int(meets)
     assert (tmp_path / "se.png").stat().st_size > 0
+    spec_a, spec_b = report["specs"]["A-seed0"], report["specs"]["B-seed0"]  # what each arm ran, as SearchSpecs
+    assert len(spec_a["trial_configs"]) == 8 and not spec_a["early_stop"] and spec_a["fixed"]["width"] == 16
+    assert spec_b["num_samples"] == budget and spec_b["early_stop"] and spec_b["asha"] == "reranking"
 
 
 def test_concurrency_counts_the_images_its_trials_trained(data_dir, tmp_path):
@@ -58,6 +66,8 @@ def test_concurrency_counts_the_images_its_trials_trained(data_dir, tmp_path):
         assert arm["images_trained"] == trials * epochs * (limit // BATCH) * BATCH
         assert arm["aggregate_images_per_s"] == pytest.approx(arm["images_trained"] / arm["wall_seconds"], rel=0.01)
         assert arm["trials_per_hour"] == pytest.approx(trials / arm["wall_seconds"] * 3600, rel=0.01)
+    assert [len(arm["spec"]["trial_configs"]) for arm in arms] == [trials, trials]
+    assert [arm["spec"]["max_concurrent"] for arm in arms] == [1, 2] and not any(a["spec"]["early_stop"] for a in arms)
     assert arms[1]["aggregate_speedup_vs_first_arm"] == pytest.approx(
         arms[1]["aggregate_images_per_s"] / arms[0]["aggregate_images_per_s"], rel=0.01)
 
@@ -73,6 +83,10 @@ def test_overheads_fractions_and_optuna_latency_are_measured(data_dir, tmp_path)
     assert experiment["eval_fraction_of_epoch"] == per_report["eval_fraction"]["median"] > 0
     assert experiment["full_epoch_extrapolated"]["train_seconds"] == pytest.approx(
         per_report["train_s"]["median"] * 60000 / limit, rel=0.01)
+    assert experiment["spec"]["epochs"] == epochs and experiment["spec"]["limit"] == limit
+    # the trial timed its own tune.report calls (each one attached to the next report) at the threads it pinned
+    assert per_report["blocked_s"]["n"] == epochs - 2
+    assert experiment["torch_threads_seen_in_trial"] == [experiment["torch_threads_per_trial"]]
     optuna = report["optuna"]
     assert optuna["finished_trials"] == finished and len(optuna["fill_curve_seconds"]) == finished
     assert optuna["optuna_ask_plus_space_seconds"]["n"] == asks == optuna["ray_optunasearch_suggest_seconds"]["n"]
