@@ -117,10 +117,12 @@ class Run(NamedTuple):
     fit_seconds: float  # Tuner.fit() wall clock
 
 
-def run_spec(spec: SearchSpec, datasets: dict | None = None, trainable=None, config_columns=()) -> Run:
-    """Runs `spec` on the connected Ray through tuner.build.build_tuner, then reads back every report."""
+def run_spec(spec: SearchSpec, datasets: dict | None = None, trainable=None, config_columns=(),
+             resume: bool = False) -> Run:
+    """Runs `spec` on the connected Ray through tuner.build.build_tuner, then reads back every report;
+    with `resume`, finishes the experiment of that name already in the spec's storage."""
     from tuner.build import build_tuner
-    tuner = build_tuner(spec, datasets, trainable)
+    tuner = build_tuner(spec.resumed() if resume else spec, datasets, trainable, resume=resume)
     started = time.perf_counter()
     tuner.fit()
     fit_seconds = time.perf_counter() - started

@@ -23,15 +23,11 @@ Writes bench/results/quality.json and, beside it, quality.png (best FID so far a
 trial-epochs) and quality_seed<S>_<arm>.png (the winners' samples). Asserts nothing.
 """
 
-import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-import numpy as np
-
-from machine import machine_info  # bench/machine.py, beside this script
+import harness  # bench/harness.py, beside this script
 
 TARGET_RATIO = 0.5
 LAB_RECIPES = [{"loss": loss, "z_dim": z} for loss in ("bce", "hinge") for z in (32, 64, 128)]
@@ -39,9 +35,8 @@ CONFIG_COLUMNS = ["loss", "z_dim", "lr_g", "lr_d", "beta1", "beta2", "n_critic",
                   "ema_decay", "ema_start", "lr_decay", "real_label", "gp_lambda", "clip_value"]
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", help="folder with FashionMNIST/ in torchvision's layout (default: $GANTUNE_DATA_DIR)")
+def parse_args(argv=None):
+    p = harness.parser(__doc__)
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="repetitions, one seed each (default: 0)")
     p.add_argument("--epochs", type=int, default=5, help="E: epochs per trial; each arm gets 6 E trial-epochs "
                    "(default: 5; the labs trained 10)")
@@ -78,19 +73,8 @@ def arm_specs(seed: int, args) -> dict:
     }
 
 
-def arm_reports(experiment: Path):
-    """One row per report in completion order, with the trial's config and end-of-trial health."""
-    from tuner.analysis import load_history, load_trials
-    history, trials = load_history(experiment), load_trials(experiment)
-    columns = ["trial_id", "health", *[c for c in CONFIG_COLUMNS if c in trials]]
-    history = history.merge(trials[columns], on="trial_id", how="left")
-    started = (history["timestamp"] - history["time_total_s"]).min()
-    history["seconds_since_start"] = history["timestamp"] - started
-    return history.sort_values(["timestamp", "time_total_s"], kind="stable").reset_index(drop=True)
-
-
 def summarise(a, b, budget: int) -> dict:
-    """The seed's figures, all from the two arms' reports (tests/test_bench.py recomputes them)."""
+    """The seed's figures, all from the two arms' reports (tests/test_bench_quality.py recomputes them)."""
     a_best, b_best = float(a["fid"].min()), float(b["fid"].min())
     passed = b.index[b["fid"] < a_best]
     result = {
@@ -126,44 +110,24 @@ def save_winner_grid(experiment: Path, trial_id: str, path: Path) -> str:
     return path.name
 
 
-def plot(curves: dict, budget: int, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for (arm, seed), reports in curves.items():
-        ax.step(np.arange(1, len(reports) + 1), reports["fid"].cummin(), where="post",
-                color="C0" if arm == "A" else "C1", linestyle=["-", "--", "-."][seed % 3], label=f"{arm} seed {seed}")
-    ax.axvline(budget, color="grey", linestyle=":", label="6 E trial-epochs")
-    ax.set(xlabel="trial-epochs spent", ylabel="best FID so far (this project's features)", yscale="log",
-           title="A: the labs' six recipes; B: TPE + re-ranking ASHA + collapse stopper")
-    ax.legend(fontsize=7)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import optuna
-    import ray
 
-    from tuner.build import tune
     from tuner.spec import SPEC_FILE
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     args.storage = args.storage.resolve()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    started, load_before = time.time(), os.getloadavg()
-    ray.init(num_cpus=args.concurrency, num_gpus=1 if args.gpus_per_trial else 0, include_dashboard=False,
-             log_to_driver=False)
+    report = harness.Report(args)
     budget = len(LAB_RECIPES) * args.epochs
     per_seed, curves, specs = {}, {}, {}
-    try:
+    with harness.local_ray(num_cpus=args.concurrency, num_gpus=1 if args.gpus_per_trial else 0):
         for seed in args.seeds:
             for arm, spec in arm_specs(seed, args).items():
-                # an arm already in --storage (an interrupted run of this script) is finished, not redone
-                tune(spec, resume=(Path(spec.experiment_path) / SPEC_FILE).is_file())
                 specs[f"{arm}-seed{seed}"] = spec.to_dict()
-                curves[(arm, seed)] = arm_reports(Path(spec.experiment_path))
+                # an arm already in --storage (an interrupted run of this script) is finished, not redone
+                resume = (Path(spec.experiment_path) / SPEC_FILE).is_file()
+                curves[(arm, seed)] = harness.run_spec(spec, config_columns=CONFIG_COLUMNS, resume=resume).reports
             a, b = curves[("A", seed)], curves[("B", seed)]
             summary = summarise(a, b, budget)
             for arm, reports in (("A", a), ("B", b)):
@@ -173,22 +137,16 @@ def main(argv=None) -> dict:
                     args.storage / f"{arm}-seed{seed}", trial, args.out.with_name(f"{args.out.stem}_seed{seed}_{arm}.png"))
             per_seed[seed] = summary
             print(f"seed {seed}: {json.dumps(summary)}", flush=True)
-    finally:
-        ray.shutdown()
-    report = {
-        "machine": machine_info(),
-        "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    report.update({
         "specs": specs, "lab_recipes_A": LAB_RECIPES, "per_seed": per_seed,
-        "reports": {f"{arm}-seed{seed}": json.loads(
-            r[["trial_id", "epoch", "fid", "objective", "health", *[c for c in CONFIG_COLUMNS if c in r],
-               "seconds_since_start"]].round(6).to_json(orient="records")) for (arm, seed), r in curves.items()},
+        "reports": {f"{arm}-seed{seed}": harness.report_records(r, CONFIG_COLUMNS) for (arm, seed), r in curves.items()},
         "target": f"B's best FID <= {TARGET_RATIO} x A's best",
         "seeds_meeting_target": int(sum(s["meets_target"] for s in per_seed.values())),
-        "seconds": round(time.time() - started, 1),
-    }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    plot(curves, budget, args.out.with_suffix(".png"))
+    })
+    report.write(args.out)
+    harness.plot_best_so_far(curves, args.out.with_suffix(".png"),
+                             "A: the labs' six recipes; B: TPE + re-ranking ASHA + collapse stopper",
+                             (budget, "6 E trial-epochs"), ylabel="best FID so far (this project's features)")
     print(f"B's best <= {TARGET_RATIO} x A's best in {report['seeds_meeting_target']} of {len(per_seed)} seeds; "
           f"wrote {args.out}")
     return report
