@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from models.errors import UserInputError
+from tuner.trainers import TRAINERS
 
 BEST_GENERATOR = "best_generator.pt"
-BUILTIN_MODELS = ("gan", "vae")  # a trial config's "model" for the built-in trainers (tuner/trainers.py)
 SAMPLE_CHUNK = 1000  # latent codes per forward pass when sampling many images
 
 
@@ -50,7 +50,7 @@ def _plain(config: dict) -> dict:
 def _network_and_meta(trainer, model: str) -> tuple[nn.Module, dict] | None:
     """(the network to hand over, how to rebuild and sample it) for the built-in trainers; None for
     plug-ins, even one that subclasses a built-in trainer (its networks may be its own)."""
-    if model not in BUILTIN_MODELS:
+    if model not in TRAINERS:
         return None
     data_shape = list(trainer.batches.data.shape[1:])
     if model == "vae":

@@ -15,8 +15,9 @@ training `models.data.Dataset` (images float32 in [0, 1], N x C x H x W, in `dat
     epoch                   float: epochs trained so far (the trial stops at config["epochs"]).
 
 Optional: `train_steps(n)` (train n steps, never past config["epochs"]; needed only for
---steps-per-report), `generator` (the network to keep as the trial's best, tuner.handover) and
-`save_images(directory)` (extra PNGs for each checkpoint).
+--steps-per-report) and `save_images(directory)` (extra PNGs for each checkpoint). Only the
+built-in trainers keep their best generator for tuner.handover: a plug-in's weights could not be
+turned back into a network without its own builder.
 
 A trial config's "model" names its factory: a key of TRAINERS or "package.module:factory".
 """

@@ -8,7 +8,8 @@ import pandas as pd
 
 from models.grids import save_grid
 from tuner.analysis.frames import recorded_spec
-from tuner.handover import BEST_GENERATOR, BUILTIN_MODELS, best_generator_file, read_generator, sample
+from tuner.handover import BEST_GENERATOR, best_generator_file, read_generator, sample
+from tuner.trainers import TRAINERS
 
 BEST_SAMPLES, BEST_SAMPLES_PER_ROW, BEST_SAMPLES_SEED = 100, 10, 0
 DATA_OPTIONS = ("limit", "data_dir")  # the search's, which models.train takes as flags too
@@ -45,7 +46,7 @@ def best_model_blocks(analysis, experiment_dir, best: pd.Series, plot_dir: Path)
                              nrow=BEST_SAMPLES_PER_ROW)
             blocks.append(("img", (grid, f"{BEST_SAMPLES} samples of the best model ({BEST_GENERATOR} of trial "
                                          f"{best['trial_id']}, seed {BEST_SAMPLES_SEED}).")))
-    if best["model"] not in BUILTIN_MODELS:
+    if best["model"] not in TRAINERS:
         return blocks + [("p", f"Its trainer is a plug-in ({best['model']}): retrain it with that trainer; "
                                "models.train trains the built-in GAN and VAE only.")]
     return blocks + [("p", "Retrain this configuration from scratch:"),
