@@ -3,9 +3,15 @@
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def read_result_json(path: Path) -> pd.DataFrame:
+    """Every line of a Ray result.json; trial ids stay strings (pandas would read 9e631077 as inf)."""
+    return pd.read_json(path, lines=True, dtype={"trial_id": str})
 
 
 @pytest.fixture(scope="session")

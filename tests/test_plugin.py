@@ -7,12 +7,11 @@ import os
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 import ray
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, read_result_json
 from tuner.analysis import load_trials
 from tuner.run import main
 from tuner.trainable import TRAINER_STATE
@@ -43,7 +42,7 @@ def results(experiment):
     """trial id -> (its config, its reports)."""
     found = {}
     for trial in experiment.glob("train_trial_*"):
-        rows = pd.read_json(trial / "result.json", lines=True)
+        rows = read_result_json(trial / "result.json")
         found[rows["trial_id"].iloc[0]] = (json.loads((trial / "params.json").read_text()), rows)
     return found
 

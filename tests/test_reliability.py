@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.cluster import Cluster
-from tests.conftest import REPO
+from tests.conftest import REPO, read_result_json
 from tuner.analysis import load_history, load_trials
 
 pytestmark = pytest.mark.slow
@@ -99,7 +99,7 @@ def recorded_reports(trial: Path) -> int:
 
 def raw_results(trial: Path) -> pd.DataFrame:
     """Ray's own record of a trial: every line of its result.json, duplicates included."""
-    return pd.read_json(trial / "result.json", lines=True)
+    return read_result_json(trial / "result.json")
 
 
 def attempts(rows: pd.DataFrame) -> list[pd.DataFrame]:

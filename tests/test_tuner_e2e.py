@@ -10,10 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, read_result_json
 
 RAY = Path(sys.executable).with_name("ray")
 RUN = [sys.executable, str(REPO / "tuner" / "run.py")]
@@ -56,7 +55,7 @@ def test_smoke_search_against_a_running_head(ray_head, data_dir, tmp_path):
     trials = sorted(p for p in (tmp_path / "e2e").iterdir() if p.is_dir() and p.name.startswith("train_trial"))
     assert len(trials) == 3
     for trial in trials:
-        rows = pd.read_json(trial / "result.json", lines=True)
+        rows = read_result_json(trial / "result.json")
         config = json.loads((trial / "params.json").read_text())
         assert config["dataset"] == "fashion_mnist" and config["model"] in ("gan", "vae")
         last = rows.iloc[-1]
