@@ -12,7 +12,7 @@ from pathlib import Path
 
 from models.data import load_dataset
 from models.errors import UserInputError
-from tuner.spec import DEFAULT_NUM_SAMPLES, LIST_SPACES, SearchSpec
+from tuner.spec import DEFAULT_NUM_SAMPLES, LIST_SPACES, SearchSpec, config_for
 
 
 def check_storage(storage_path: str) -> None:
@@ -125,6 +125,19 @@ def search_function(spec: SearchSpec):
     return partial(pinned_space, space, base, spec.fixed, constants)
 
 
+def start_points(spec: SearchSpec) -> list[dict]:
+    """SearchSpec.start_from as TPE's first points: a built-in model's point completed with its
+    config's defaults (so a recipe is the whole recipe), a plug-in's as given; "model" is kept only
+    where the space searches it (--model both)."""
+    points = []
+    for point in spec.start_from:
+        model = point.get("model", spec.trainer or spec.model)
+        full = point if spec.trainer else {**config_for(model, point, "start-from").to_dict(), "model": model}
+        drop = ("epochs", "seed") + (() if spec.model == "both" and not spec.trainer else ("model",))
+        points.append({k: v for k, v in full.items() if k not in drop})
+    return points
+
+
 def stopper(spec: SearchSpec):
     """The collapse stopper (with early stopping) and the trial-epoch budget (when set), as one."""
     from ray.tune.stopper import CombinedStopper
@@ -167,7 +180,7 @@ def build_tuner(spec: SearchSpec, datasets: dict | None = None, trainable=None, 
         configs = trial_configs(spec)
         searcher, num_samples = FixedConfigs(configs), len(configs)
     else:
-        searcher = tpe_searcher(search_function(spec), spec.seed, spec.random_trials)
+        searcher = tpe_searcher(search_function(spec), spec.seed, spec.random_trials, start_points(spec))
         num_samples = spec.num_samples or DEFAULT_NUM_SAMPLES
     scheduler = (ASHA_VARIANTS[spec.asha](time_attr="epoch", max_t=spec.epochs, grace_period=spec.grace_period,
                                          reduction_factor=spec.reduction_factor)

@@ -13,9 +13,11 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from models.data import DATASETS
 from models.errors import ArgumentParser, UserInputError, exit_on_user_error
+from search_spaces.recipes import RECIPES
 from tuner.build import check_storage, tune
 from tuner.objective import EndReason, hyperparameters
 from tuner.scheduler import ASHA_VARIANTS
@@ -41,6 +43,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--fixed", nargs="+", metavar="KEY=VALUE",
                    help="hyperparameters pinned for every trial and never searched, e.g. width=64 arch=dcgan "
                         "(VALUE is read as JSON, else as a string)")
+    p.add_argument("--start-from", nargs="+", metavar="RECIPE|FILE",
+                   help="points TPE tries first, then it searches as usual: a recipe ("
+                        + "; ".join(f"{name}: {recipe.source}" for name, recipe in RECIPES.items())
+                        + ") or a JSON file of hyperparameters, such as a trial's params.json (its dataset, epochs "
+                          "and seed are dropped); values the space does not search are ignored")
     p.add_argument("--num-samples", type=int, help=f"trials to run (default: {D.num_samples or 20}, smoke 4)")
     p.add_argument("--budget-trial-epochs", type=float,
                    help="stop the whole search once its trials have trained this many epochs in all (the "
@@ -101,10 +108,29 @@ def parse_fixed(pairs: list[str] | None) -> dict:
     return fixed
 
 
+def load_start_point(text: str) -> dict:
+    """A --start-from value: a recipe's name, or a JSON file holding one dict of hyperparameters."""
+    if text in RECIPES:
+        return dict(RECIPES[text].config)
+    path = Path(text)
+    if not path.is_file():
+        raise UserInputError(f"start-from: {text!r} is neither a recipe ({', '.join(RECIPES)}) nor a JSON file")
+    try:
+        point = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserInputError(f"start-from: {text} is not a readable JSON file ({err})") from None
+    if not isinstance(point, dict):
+        raise UserInputError(f"start-from: {text} holds a JSON {type(point).__name__}; expected an object of "
+                             "hyperparameters")
+    return {k: v for k, v in point.items() if k not in ("dataset", "epochs", "seed")}
+
+
 def spec_from_args(args) -> SearchSpec:
     """The preset of --space, overridden by every flag given."""
-    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("space", "resume", "fixed")}
-    return preset(args.space, fixed=parse_fixed(args.fixed), **given)
+    skipped = ("space", "resume", "fixed", "start_from")
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in skipped}
+    start_from = tuple(load_start_point(text) for text in args.start_from or ())
+    return preset(args.space, fixed=parse_fixed(args.fixed), start_from=start_from, **given)
 
 
 def plain(value):

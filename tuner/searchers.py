@@ -38,12 +38,14 @@ def pinned_space(space, base: dict, fixed: dict, constants: dict, trial) -> dict
     return {**base, **(space(PinnedTrial(trial, fixed)) or {}), **fixed, **constants}
 
 
-def tpe_searcher(space, seed: int, random_trials: int) -> OptunaSearch:
+def tpe_searcher(space, seed: int, random_trials: int, start_points: list[dict] = ()) -> OptunaSearch:
     """TPE over a define-by-run space, minimising each trial's `searcher_objective` (see
-    tuner/objective.py), sampling at random until `random_trials` trials have finished."""
+    tuner/objective.py): first the `start_points` (Optuna's enqueue_trial), then at random until
+    `random_trials` trials have finished, then from its model."""
     import optuna
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=random_trials)
-    return OptunaSearch(space=space, metric="searcher_objective", mode="min", sampler=sampler)
+    return OptunaSearch(space=space, metric="searcher_objective", mode="min", sampler=sampler,
+                        points_to_evaluate=[dict(p) for p in start_points] or None)
 
 
 class FixedConfigs(Searcher):

@@ -47,6 +47,7 @@ class SearchSpec:
     limit: int | None = None  # train on a fixed random subset of this many images
     fixed: dict = field(default_factory=dict)  # hyperparameters pinned for every trial, never searched
     trial_configs: tuple = ()  # space "configs": exactly these trial configs, once each, in order
+    start_from: tuple = ()  # points TPE evaluates first (search_spaces/recipes.py), then it samples as usual
     epochs: int = 10  # per trial; also ASHA's max_t
     num_samples: int | None = None  # trials; None: DEFAULT_NUM_SAMPLES, or a list's length
     budget_trial_epochs: float | None = None  # stop the search once its trials trained this many epochs in all
@@ -70,6 +71,7 @@ class SearchSpec:
         set_field = object.__setattr__.__get__(self)  # frozen: normalise once, here
         set_field("datasets", tuple(self.datasets))
         set_field("trial_configs", tuple(dict(c) for c in self.trial_configs))
+        set_field("start_from", tuple(dict(p) for p in self.start_from))
         set_field("fixed", dict(self.fixed))
         if "://" not in self.storage_path:  # absolute, but through its symlinks: a mount point stays one
             set_field("storage_path", os.path.abspath(os.path.expanduser(self.storage_path)))
@@ -105,6 +107,7 @@ class SearchSpec:
             raise UserInputError(f"name: {self.name!r} must be a non-empty folder name")
         self.validate_space()
         self.validate_fixed()
+        self.validate_start_from()
 
     def validate_space(self) -> None:
         from tuner.trainers import load_reference
@@ -126,17 +129,30 @@ class SearchSpec:
 
     def validate_fixed(self) -> None:
         """Pinned hyperparameters: no run settings, and a value the built-in trainer accepts."""
-        from models.config import GANConfig, VAEConfig
-
         settings = sorted(set(self.fixed) & set(NON_HYPERPARAMETER_KEYS))
         if settings:
             raise UserInputError(f"fixed: {', '.join(settings)}: run settings, not hyperparameters; set them "
                                  "with their own flags (--dataset, --epochs, --model, --seed)")
         if self.trainer is None and self.model in ("gan", "vae") and self.fixed:
-            try:
-                (GANConfig if self.model == "gan" else VAEConfig).from_dict(self.fixed)
-            except UserInputError as err:
-                raise UserInputError(f"fixed: {err}") from None
+            config_for(self.model, self.fixed, "fixed")
+
+    def validate_start_from(self) -> None:
+        """Start points: only for a TPE space; hyperparameters (and which built-in model) only, each a
+        valid config of the model it is for."""
+        if self.start_from and self.space in LIST_SPACES:
+            raise UserInputError(f"start-from: --space {self.space} runs a fixed list; start points are for a search")
+        for point in self.start_from:
+            settings = sorted(set(point) & set(NON_HYPERPARAMETER_KEYS) - {"model"})
+            if settings:
+                raise UserInputError(f"start-from: {', '.join(settings)}: run settings, not hyperparameters")
+            model = point.get("model", self.trainer or self.model)
+            expected = (self.trainer,) if self.trainer else ("gan", "vae") if self.model == "both" else (self.model,)
+            if model not in expected:
+                raise UserInputError(f"start-from: a point for model {model!r} cannot start a search of "
+                                     f"{' or '.join(expected)}" + (" (name its model: gan or vae)"
+                                                                   if model == "both" else ""))
+            if self.trainer is None:
+                config_for(model, point, "start-from")
 
     @property
     def warmup(self) -> float:
@@ -181,6 +197,17 @@ class SearchSpec:
             print(f"resume: using the interrupted run's {', '.join(map(flag, changed))} (from {SPEC_FILE})",
                   file=sys.stderr)
         return dataclasses.replace(saved, **own)
+
+
+def config_for(model: str, values: dict, field_flag: str):
+    """The built-in model's config of a dict of hyperparameters ("model" ignored); an error names
+    `field_flag` and the key."""
+    from models.config import GANConfig, VAEConfig
+    hyperparameters = {k: v for k, v in values.items() if k != "model"}
+    try:
+        return (GANConfig if model == "gan" else VAEConfig).from_dict(hyperparameters)
+    except UserInputError as err:
+        raise UserInputError(f"{field_flag}: {err}") from None
 
 
 def flag(key: str) -> str:

@@ -1,0 +1,30 @@
+"""Known recipes a search can start from (`--start-from NAME`, SearchSpec.start_from).
+
+TPE evaluates each start point first (Optuna's enqueue_trial), then samples the space as usual, so
+a search begins from what is already known to work instead of from random draws, and TPE's model
+of the good region starts with that point in it. A start point sets the values its space
+searches; a value the space does not search is ignored (pin it with --fixed). A built-in model's
+point is completed with its config's defaults before it is queued, so "hinge, z_dim 32" means the
+labs' whole recipe, not those two values with the rest drawn at random.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Recipe:
+    config: dict
+    source: str  # where the values come from, shown by --help
+
+
+RECIPES = {
+    "labs-hinge": Recipe(
+        {"model": "gan", "loss": "hinge", "z_dim": 32},
+        "the labs' best grid point: hinge loss, z_dim 32, their DCGAN defaults (Adam 2e-4, betas (0.5, 0.999), "
+        "batch 64)"),
+    "sngan-ema": Recipe(
+        {"model": "gan", "loss": "hinge", "z_dim": 128, "d_norm": "spectral", "lr_g": 2e-4, "lr_d": 2e-4,
+         "beta1": 0.5, "beta2": 0.999, "n_critic": 1, "batch_size": 64, "ema_decay": 0.999, "ema_start": 0.0},
+        "SN-GAN's standard-CNN recipe (Miyato et al. 2018, setting C: hinge loss, spectral norm in D, Adam 2e-4, "
+        "betas (0.5, 0.999), one D step per G step, z_dim 128) with an EMA of G at 0.999 (Yazici et al. 2019)"),
+}
