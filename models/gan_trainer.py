@@ -28,6 +28,14 @@ FIXED_NOISE = 64  # samples in the fixed-noise grid saved each epoch
 SAMPLE_SEED_OFFSET = 1_000_003  # sample(n)'s noise stream: seed + this, apart from training's
 DIVERGENCE_CHECK_EVERY = 100  # steps between (syncing) checks for non-finite losses
 GRAD_NORM_EVERY = 10  # D (and G) steps between gradient-norm samples, from each call's first step
+EMA_WARMUP = 10  # the decay's warm-up, as TensorFlow's ExponentialMovingAverage(num_updates=...)
+
+
+def ema_decay_at(decay: float, updates: int) -> float:
+    """The EMA decay after `updates` averaging steps: min(decay, (1 + n) / (EMA_WARMUP + n)). A fixed
+    0.999 from the first step would keep about 40% of the random initial weights after 1,000 steps,
+    and a young EMA generator would be scored (and stopped by ASHA) for its initialisation."""
+    return min(decay, (1 + updates) / (EMA_WARMUP + updates))
 
 
 def total_grad_norm(module: torch.nn.Module) -> torch.Tensor:
@@ -65,6 +73,7 @@ class GANTrainer:
         self.fixed_noise = self.noise(FIXED_NOISE)
         self.step = 0  # discriminator steps = real batches consumed
         self.g_steps = 0
+        self.ema_updates = 0  # averaging steps of G_ema so far (its decay warms up over them)
         self.total_steps = c.epochs * len(self.batches)
 
     @property
@@ -91,13 +100,16 @@ class GANTrainer:
     @torch.no_grad()
     def update_ema(self) -> None:
         """Average G's weights and float buffers (BatchNorm statistics) into G_ema; before
-        `ema_start` epochs G_ema copies G, so the average starts from trained weights."""
+        `ema_start` epochs G_ema copies G, so the average starts from trained weights. The decay
+        warms up (`ema_decay_at`), so the average never carries the untrained initial weights."""
         averaging = self.epoch >= self.config.ema_start
+        weight = 1 - ema_decay_at(self.config.ema_decay, self.ema_updates)
         for ema, live in zip(self.G_ema.state_dict().values(), self.G.state_dict().values()):
             if averaging and ema.is_floating_point():
-                ema.lerp_(live, 1 - self.config.ema_decay)
+                ema.lerp_(live, weight)
             else:
                 ema.copy_(live)
+        self.ema_updates += averaging
 
     def train_epoch(self, progress: bool = False) -> dict:
         """Train to the end of the current epoch (a whole one when starting at its beginning)."""
@@ -187,7 +199,8 @@ class GANTrainer:
             "config": self.config.to_dict(), "G": self.G.state_dict(), "D": self.D.state_dict(),
             "G_ema": None if self.G_ema is None else self.G_ema.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "step": self.step, "g_steps": self.g_steps, "fixed_noise": self.fixed_noise,
+            "step": self.step, "g_steps": self.g_steps, "ema_updates": self.ema_updates,
+            "fixed_noise": self.fixed_noise,
             "rng": capture_rng(self.device, self.noise_rng, self.sample_rng),
         }
 
@@ -199,6 +212,7 @@ class GANTrainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.step, self.g_steps = state["step"], state["g_steps"]
+        self.ema_updates = state.get("ema_updates", self.g_steps)  # older checkpoints: past any warm-up, as they ran
         self.fixed_noise = state["fixed_noise"].to(self.device)
         restore_rng(state["rng"], self.device, self.noise_rng, self.sample_rng)
 

@@ -43,10 +43,12 @@ def test_ema_changes_the_samples_and_is_what_sample_and_evaluation_use(tiny_fash
 def test_ema_averages_weights_and_batchnorm_statistics_after_every_g_step(tiny_fashion):
     trainer = GANTrainer(small(ema_decay=0.8), tiny_fashion)  # n_critic 1: one G step per step
     expected = {k: v.clone() for k, v in trainer.G.state_dict().items()}
-    for _ in range(6):
+    for n in range(40):  # the decay warms up as TensorFlow's EMA does, min(0.8, (1 + n) / (10 + n)), then stays
         trainer.train_steps(1)
+        weight = 1 - min(0.8, (1 + n) / (10 + n))
         for k, v in trainer.G.state_dict().items():
-            expected[k] = expected[k].lerp(v, 0.2) if v.is_floating_point() else v.clone()
+            expected[k] = expected[k].lerp(v, weight) if v.is_floating_point() else v.clone()
+    assert weight == pytest.approx(0.2) and trainer.ema_updates == 40
     ema, live = trainer.G_ema.state_dict(), trainer.G.state_dict()
     for k in expected:
         assert torch.allclose(ema[k], expected[k], rtol=1e-5, atol=1e-7), k
