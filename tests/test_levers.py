@@ -141,3 +141,20 @@ def test_sampling_for_evaluation_leaves_training_unchanged(tiny_fashion):
     untouched.train_steps(3)
     evaluated.sample(200)
     assert evaluated.train_steps(3)["d_loss"] == untouched.train_steps(3)["d_loss"]
+
+
+def test_the_grid_noise_is_the_same_every_epoch_and_after_resume(tiny_fashion):
+    """Each epoch's grid draws the same fixed noise, so the grids show one generator's progress."""
+    trainer = GANTrainer(small(epochs=3), tiny_fashion)
+    before = trainer.fixed_noise.clone()
+    trainer.train_steps(8)
+    assert torch.equal(trainer.fixed_noise, before)
+    first_grid = trainer.sample()
+    trainer.train_steps(8)
+    assert torch.equal(trainer.fixed_noise, before) and not torch.equal(trainer.sample(), first_grid)
+    buffer = io.BytesIO()
+    torch.save(trainer.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = GANTrainer(small(epochs=3), tiny_fashion)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    assert torch.equal(resumed.fixed_noise, before) and torch.equal(resumed.sample(), trainer.sample())

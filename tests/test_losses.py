@@ -91,3 +91,19 @@ def test_gradient_penalty_is_differentiable_in_critic_weights():
     critic = torch.nn.Linear(6, 1)
     losses.gradient_penalty(critic, torch.randn(8, 6), torch.randn(8, 6)).backward()
     assert critic.weight.grad is not None and critic.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("loss,optimizer,lr,betas,n_critic,own", [
+    ("bce", "adam", 2e-4, (0.5, 0.999), 1, {"real_label": 1.0}),  # the labs' DCGAN
+    ("hinge", "adam", 2e-4, (0.5, 0.999), 1, {}),
+    ("wgan", "rmsprop", 5e-5, None, 5, {"clip_value": 0.01}),  # Arjovsky et al. 2017
+    ("wgan-gp", "adam", 1e-4, (0.5, 0.9), 5, {"gp_lambda": 10.0}),  # Gulrajani et al. 2017
+])
+def test_each_loss_trains_with_its_papers_defaults_unless_told_otherwise(loss, optimizer, lr, betas, n_critic, own):
+    from models.config import GANConfig
+    config = GANConfig(loss=loss)
+    assert (config.optimizer, config.lr_g, config.lr_d, config.n_critic) == (optimizer, lr, lr, n_critic)
+    if betas is not None:  # RMSprop has none
+        assert (config.beta1, config.beta2) == betas
+    assert config.loss_params == own
+    assert GANConfig(loss=loss, lr_g=1e-3, n_critic=2).to_dict()["lr_g"] == 1e-3  # a given value wins
