@@ -76,6 +76,10 @@ def timed_reports(trial):
 
 # ---------------------------------------------------------------- (a) + (b): a real experiment
 
+RAW_COLUMNS = ("trial_id", "epoch", "train_seconds", "eval_seconds", "report_seconds", "time_this_iter_s",
+               "bench_prev_report_block_s")
+
+
 def report_costs(records: list[dict]) -> list[dict]:
     """One trial's reports (in order) as the costs of each report; see the module docstring."""
     entries = []
@@ -117,6 +121,7 @@ def experiment_overheads(args) -> dict:
               f"{args.cpus_per_trial:g} CPU / {gpus:g} GPU / {threads} torch thread(s)", flush=True)
         run = harness.run_spec(spec, datasets, timed_reports(harness.pinned_trial(threads)))
     frames = [f for _, f in run.reports[run.reports["status"] != "ERROR"].groupby("trial_id", sort=False)]
+    raw = [{key: row.get(key) for key in RAW_COLUMNS} for frame in frames for row in frame.to_dict("records")]
 
     rows, first = [], []
     for frame in frames:
@@ -143,6 +148,7 @@ def experiment_overheads(args) -> dict:
         "torch_threads_per_trial": threads, "trial_device": sorted({d for f in frames for d in f["device"]}),
         "torch_threads_seen_in_trial": sorted({int(t) for f in frames for t in f["bench_torch_threads"]}),
         "reports_in_medians": len(rows),
+        "raw_reports": raw,  # every report's own timings, from which the figures below follow
         "per_report": per_report,
         "first_report": {key: harness.distribution(col(key, first))
                          for key in ("iteration_s", "overhead_s", "train_s")},

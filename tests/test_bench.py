@@ -3,6 +3,7 @@ summary figure in their JSON must follow from the raw measurements stored beside
 never asserted (they are what the benchmarks measure, on whatever machine runs them)."""
 
 import json
+import statistics
 import subprocess
 import sys
 
@@ -79,8 +80,18 @@ def test_overheads_fractions_and_optuna_latency_are_measured(data_dir, tmp_path)
                        "--asks", str(asks))
     experiment, per_report = report["experiment"], report["experiment"]["per_report"]
     assert experiment["reports_in_medians"] == epochs - 1 == per_report["overhead_s"]["n"]  # the first is left out
-    assert experiment["report_overhead_fraction_of_epoch"] == per_report["overhead_fraction"]["median"] > 0
-    assert experiment["eval_fraction_of_epoch"] == per_report["eval_fraction"]["median"] > 0
+    raw = experiment["raw_reports"]
+    assert [r["epoch"] for r in raw] == [float(e) for e in range(1, epochs + 1)]
+    for r in raw:  # the trial's parts fit inside Ray's iteration time: an overhead can be neither 0 nor all of it
+        assert 0 < r["train_seconds"] and 0 < r["eval_seconds"]
+        assert r["train_seconds"] + r["eval_seconds"] < r["report_seconds"] < r["time_this_iter_s"]
+    later = raw[1:]  # the first report is left out of the medians
+    overhead = [(r["time_this_iter_s"] - r["train_seconds"] - r["eval_seconds"]) / r["train_seconds"] for r in later]
+    evaluation = [r["eval_seconds"] / r["train_seconds"] for r in later]
+    assert experiment["report_overhead_fraction_of_epoch"] == per_report["overhead_fraction"]["median"]
+    assert per_report["overhead_fraction"]["median"] == pytest.approx(statistics.median(overhead), abs=ROUNDING)
+    assert experiment["eval_fraction_of_epoch"] == per_report["eval_fraction"]["median"]
+    assert per_report["eval_fraction"]["median"] == pytest.approx(statistics.median(evaluation), abs=ROUNDING)
     assert experiment["full_epoch_extrapolated"]["train_seconds"] == pytest.approx(
         per_report["train_s"]["median"] * 60000 / limit, rel=0.01)
     assert experiment["spec"]["epochs"] == epochs and experiment["spec"]["limit"] == limit
@@ -90,3 +101,21 @@ def test_overheads_fractions_and_optuna_latency_are_measured(data_dir, tmp_path)
     optuna = report["optuna"]
     assert optuna["finished_trials"] == finished and len(optuna["fill_curve_seconds"]) == finished
     assert optuna["optuna_ask_plus_space_seconds"]["n"] == asks == optuna["ray_optunasearch_suggest_seconds"]["n"]
+
+
+def test_throughput_ratio_is_the_median_of_in_round_ratios(data_dir, tmp_path):
+    rounds = 3
+    report = run_bench("throughput.py", tmp_path / "tp.json", data_dir, "--device", "cpu", "--rounds", str(rounds),
+                       "--steps", "2", "--warmup", "1", "--num-workers", "1", "--archs", "mlp", "dcgan")
+    assert report["machine"]["torch"] and report["settings"]["rounds"] == rounds
+    for arch, result in report["results"].items():
+        base, ours = result["rounds_images_per_s"]["baseline"], result["rounds_images_per_s"]["device_resident"]
+        assert len(base) == len(ours) == rounds and min(base + ours) > 0
+        assert result["baseline_images_per_s"] == pytest.approx(statistics.median(base), abs=0.05)
+        assert result["device_resident_images_per_s"] == pytest.approx(statistics.median(ours), abs=0.05)
+        rounding = 0.05 / min(base) + 0.05 / min(ours)  # relative error of a ratio of values rounded to 0.1 img/s
+        in_round = statistics.median(o / b for b, o in zip(base, ours))
+        assert result["ratio"] == pytest.approx(in_round, rel=rounding + 1e-3), arch  # what the README quotes
+        assert result["ratio_of_medians"] == pytest.approx(statistics.median(ours) / statistics.median(base),
+                                                           rel=rounding + 1e-3)
+        assert result["meets_target"] == (result["ratio"] >= result["target_ratio"])

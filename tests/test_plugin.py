@@ -94,3 +94,40 @@ def test_a_trainer_or_space_that_cannot_be_loaded_is_one_line_and_exit_2(flags, 
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and done.stderr.startswith(line), done.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_a_warm_up_verdict_never_stops_and_the_stopper_ends_after_warm_up_plus_patience(local_ray, data_dir,
+                                                                                          tmp_path):
+    """Flagged at every report (all images alike): the epoch-1 verdict is inside the 1-epoch warm-up
+    and stops nothing; epochs 2 and 3 are two flagged evaluations in a row, so patience 2 ends the
+    trial at epoch 3 of 5."""
+    experiment = search(tmp_path, "patience", data_dir, "--num-samples", "1", "--epochs", "5",
+                        "--fixed", "ignore_noise=true", "--collapse-patience", "2", "--collapse-warmup", "1")
+    [(_, rows)] = results(experiment).values()
+    assert rows["collapsed"].tolist() == [True, True, True]
+    assert rows["training_iteration"].tolist() == [1, 2, 3]
+    assert rows["end_reason"].isna().tolist() == [True, True, False] and rows["end_reason"].iloc[-1] == "collapse"
+    [trial] = load_trials(experiment).to_dict("records")
+    assert trial["end_reason"] == "collapse" and trial["epochs_run"] == 3.0
+
+
+@pytest.mark.parametrize("asha", ["reranking", "ray"])
+def test_asha_stops_the_worse_trials_at_its_first_rung_and_the_analysis_says_asha(local_ray, data_dir, tmp_path,
+                                                                                   asha):
+    """One trial at a time in a fixed order: a trainable generator first (FID about 870 after an
+    epoch; it neither diverges nor is stopped as collapsed within 3 epochs), then two whose learning
+    rate is too small to move them from their initialisation (about 1,080). At the first rung
+    (epoch 1, reduction factor 3: the top third goes on) each is behind the first trial, so ASHA
+    stops it there; nothing else could (no budget, and the collapse stopper's patience is never
+    reached)."""
+    from tuner.build import tune
+    from tuner.spec import SearchSpec
+    spec = SearchSpec(name=f"asha-{asha}", storage_path=str(tmp_path), space="configs", trainer=TRAINER,
+                      trial_configs=({"lr": 5e-4}, {"lr": 1e-9}, {"lr": 1e-9, "hidden": 128}), fixed={"z_dim": 16},
+                      data_dir=str(data_dir), limit=640, eval_samples=200, epochs=3, max_concurrent=1, asha=asha,
+                      grace_period=1, reduction_factor=3, collapse_patience=10)
+    tune(spec)
+    trials = load_trials(tmp_path / spec.name).set_index("lr")
+    assert trials.loc[5e-4, "epochs_run"] == 3.0 and trials.loc[5e-4, "end_reason"] == "completed"
+    stopped = trials.loc[1e-9]
+    assert stopped["epochs_run"].tolist() == [1.0, 1.0] and stopped["end_reason"].tolist() == ["asha", "asha"]

@@ -40,16 +40,25 @@ def run_trials(datasets, tmp_path, configs, gpus=0.0, early_stop=True, seed=0):
     return build_tuner(spec, datasets).fit()
 
 
-def test_quarter_gpu_trials_run_four_at_once(ray_with_one_logical_gpu, datasets, tmp_path):
-    results = run_trials(datasets, tmp_path, [{"z_dim": z} for z in (16, 32, 48, 64)], gpus=0.25,
-                         early_stop=False)  # no ASHA: all four run both epochs
-    assert not results.errors
+def most_at_once(results) -> int:
+    """The largest number of trials running at the same moment, from each trial's start and end."""
     spans = []
     for result in results:
         history = result.metrics_dataframe
         end = history["timestamp"].max()
         spans.append((end - history["time_total_s"].max(), end))
-    assert max(start for start, _ in spans) < min(end for _, end in spans)  # all four overlapped
+    return max(sum(start <= moment < end for start, end in spans) for moment, _ in spans)
+
+
+@pytest.mark.parametrize("gpus,expected", [(0.25, 4), (0.5, 2)])
+def test_the_gpu_share_decides_how_many_trials_run_at_once(ray_with_one_logical_gpu, datasets, tmp_path, gpus,
+                                                           expected):
+    """Four 1-CPU trials on 4 CPUs and one GPU: CPUs alone would run all four together, so only the
+    GPU share can hold the half-GPU trials to two at a time (and a dropped GPU request fails it)."""
+    results = run_trials(datasets, tmp_path, [{"z_dim": z} for z in (16, 32, 48, 64)], gpus=gpus,
+                         early_stop=False)  # no ASHA: all four run both epochs
+    assert not results.errors
+    assert most_at_once(results) == expected
     assert all(result.metrics["device"] == "cpu" for result in results)  # no CUDA here: logical GPU only
 
 

@@ -108,16 +108,18 @@ def test_sigint_then_resume_finishes_every_trial_exactly_once(data_dir, tmp_path
 
     The driver starts its own local Ray (RAY_ADDRESS=local: never another engineer's `ray start`
     cluster), so the interrupt also tears down the trial that was running, as on a laptop. The
-    interrupt is sent once one trial has finished and the next one has reported its first epoch
-    (polled from result.json, no blind sleep), so the resumed run has a finished trial to leave
-    alone, a half-done one to continue from its checkpoint, and one not yet started.
+    interrupt is sent once one trial has finished and the next one has two of its four epochs still
+    to go (polled from result.json, no blind sleep), so the resumed run has a finished trial to leave
+    alone, a half-done one to continue from its checkpoint, and one not yet started. The resume
+    gives other values for settings a resumed search must keep (data subset, seed, epochs,
+    evaluation samples); the trials must go on with the interrupted run's.
     """
-    samples, epochs = 3, 3
+    samples, epochs = 3, 4
     name = "resume"
     experiment = tmp_path / name
     env = {**os.environ, "RAY_ADDRESS": "local", "GANTUNE_DATA_DIR": str(data_dir)}
     cmd = [*RUN, "--space", "smoke", "--model", "gan", "--num-samples", str(samples), "--epochs", str(epochs),
-           "--max-concurrent", "1", "--limit", "640", "--eval-samples", "200", "--no-early-stop",
+           "--max-concurrent", "1", "--limit", "1920", "--eval-samples", "200", "--no-early-stop",
            "--storage-path", str(tmp_path), "--name", name]
     with open(tmp_path / "first.log", "w") as log:
         driver = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -129,7 +131,7 @@ def test_sigint_then_resume_finishes_every_trial_exactly_once(data_dir, tmp_path
                 assert time.monotonic() < deadline, "no trial finished within 10 minutes"
                 counts = [len(r) for r in trial_rows(experiment).values()] if experiment.is_dir() else []
                 finished = sum(c >= epochs for c in counts)
-                if finished >= 1 and (any(0 < c < epochs for c in counts) or finished >= 2):
+                if finished >= 1 and any(0 < c < epochs - 1 for c in counts):  # two epochs still to go
                     break
                 time.sleep(0.2)
             driver.send_signal(signal.SIGINT)  # Tune saves the experiment state and fit() returns
@@ -147,19 +149,23 @@ def test_sigint_then_resume_finishes_every_trial_exactly_once(data_dir, tmp_path
     assert "--resume" in first_log  # the interrupted run says how to finish it
     before = trial_rows(experiment)
     done_before = {t for t, r in before.items() if len(r) == epochs}
-    assert done_before and len(done_before) < samples, f"interrupt came too late to test --resume: {before.keys()}"
+    mid_before = {t for t, r in before.items() if 0 < len(r) < epochs}
+    assert done_before and mid_before, f"the interrupt came too late to test --resume mid-trial: {before}"
     files_before = {t: (experiment / t / "result.json").read_bytes() for t in before}
 
-    # a different --limit on resume must not change the data the trials resume on
-    resumed = subprocess.run([*cmd, "--resume", "--limit", "999"], env=env, capture_output=True, text=True,
-                             timeout=900)
+    # other data, seed, epochs or evaluation size on resume must not change what the trials go on with
+    resumed = subprocess.run([*cmd, "--resume", "--limit", "999", "--seed", "5", "--epochs", "6", "--eval-samples",
+                              "300"], env=env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "using the interrupted run's limit" in resumed.stderr
-    assert json.loads((experiment / "search-spec.json").read_text())["limit"] == 640  # as the first run wrote it
+    for setting in ("limit", "seed", "epochs", "eval-samples"):
+        assert setting in resumed.stderr.split("using the interrupted run's", 1)[1].splitlines()[0], setting
+    spec = json.loads((experiment / "search-spec.json").read_text())
+    assert (spec["limit"], spec["seed"], spec["epochs"], spec["eval_samples"]) == (1920, 0, epochs, 200)  # as first written
     assert "best: fid=" in resumed.stdout
 
     after = trial_rows(experiment)
     assert len(after) == samples, f"expected {samples} trials, got {sorted(after)}"
+    assert len({r["fid_floor"] for rows in after.values() for r in rows}) == 1  # one evaluation size (200) throughout
     assert len({rows[0]["trial_id"] for rows in after.values()}) == samples
     for trial, rows in after.items():
         assert [r["training_iteration"] for r in rows] == list(range(1, epochs + 1)), trial  # none lost, none twice
@@ -167,11 +173,12 @@ def test_sigint_then_resume_finishes_every_trial_exactly_once(data_dir, tmp_path
         assert not (experiment / trial / "error.txt").exists(), trial
         if trial in done_before:  # finished before the interrupt: not rerun, not touched
             assert (experiment / trial / "result.json").read_bytes() == files_before[trial], trial
-        elif trial in files_before:  # interrupted mid-trial: continued from its checkpoint, earlier rows kept
+        assert json.loads((experiment / trial / "params.json").read_text())["seed"] == 0, trial
+        if trial in mid_before:  # interrupted mid-trial: continued from its checkpoint, earlier rows kept
             assert (experiment / trial / "result.json").read_bytes().startswith(files_before[trial]), trial
             steps = [r["step"] for r in rows]
             assert steps == sorted(set(steps)), f"{trial} retrained steps it had reported: {steps}"
-        assert rows[-1]["step"] == epochs * 640 // 64, trial  # 10 batches an epoch: the original 640 images
+        assert rows[-1]["step"] == epochs * 1920 // 64, trial  # 30 batches an epoch: the original 1,920 images
 
 
 def test_gpus_a_local_ray_does_not_have_is_one_line_and_exit_2(tmp_path, data_dir):
