@@ -156,10 +156,13 @@ def test_floor_is_cached_per_sample_size(fashion_evaluator):
 def test_evaluate_returns_exactly_the_documented_keys_as_python_types(fashion_evaluator, fashion_test):
     result = fashion_evaluator.evaluate(real_sample(fashion_test, 500, seed=4))
     assert set(result) == {"fid", "fid_floor", "kid", "coverage", "entropy", "kl_to_labels", "diversity",
-                           "collapse_score", "collapsed", "diverged", "reasons"}
+                           "precision", "recall", "density", "manifold_coverage", "duplicate_share",
+                           "memorized_share", "collapse_score", "collapsed", "diverged", "memorized", "reasons"}
     assert all(type(result[k]) is float for k in ("fid", "fid_floor", "kid", "coverage", "entropy",
-                                                   "kl_to_labels", "diversity", "collapse_score"))
-    assert type(result["collapsed"]) is bool and type(result["diverged"]) is bool
+                                                   "kl_to_labels", "diversity", "precision", "recall", "density",
+                                                   "manifold_coverage", "duplicate_share", "memorized_share",
+                                                   "collapse_score"))
+    assert all(type(result[k]) is bool for k in ("collapsed", "diverged", "memorized"))
     assert all(isinstance(reason, str) for reason in result["reasons"])
 
 

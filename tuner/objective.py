@@ -1,11 +1,13 @@
 """The one number ASHA and the searcher minimise, and the rule that ends collapsed trials.
 
 How they work together: every report carries `objective`. A healthy trial's objective is its
-FID. A trial whose detector fires reports FID + COLLAPSE_PENALTY, which is worse than any
-healthy trial, so at its next ASHA rung it falls in the bottom fraction and is dropped, and the
-searcher learns that region is bad. Independently, `CollapseStopper` ends a trial at once when
-its report says `end_reason` is "collapse" (the detector fired `collapse_patience` evaluations in
-a row after the warm-up) or "diverged" (non-finite losses or images), without waiting for a rung.
+FID. A trial whose detector fires (mode collapse, or memorisation: its samples copy training
+images, which FID rewards) reports FID + COLLAPSE_PENALTY, which is worse than any healthy trial,
+so at its next ASHA rung it falls in the bottom fraction and is dropped, and the searcher learns
+that region is bad. Independently, `CollapseStopper` ends a trial at once when its report says
+`end_reason` is "collapse" or "memorized" (the detector fired `collapse_patience` evaluations in
+a row after the warm-up; "memorized" when the last of them was memorisation) or "diverged"
+(non-finite losses or images), without waiting for a rung.
 The warm-up (`collapse_warmup` epochs) exists because a young GAN draws only a few classes and so
 looks collapsed: during it the verdict is penalised in the objective but never stops the trial.
 """
@@ -23,10 +25,11 @@ NON_HYPERPARAMETER_KEYS = ("model", "dataset", "epochs", "seed")
 
 class EndReason(str, Enum):
     """Why a trial ended. A str Enum: it equals its value, so frames of reported strings compare
-    equal to the members. The trial reports the first three itself (`end_reason` in its last
+    equal to the members. The trial reports the first four itself (`end_reason` in its last
     report); the analysis assigns the others from Ray's record of the trial."""
     COMPLETED = "completed"  # trained every epoch
     COLLAPSE = "collapse"  # the detector fired collapse_patience evaluations in a row after the warm-up
+    MEMORIZED = "memorized"  # as COLLAPSE, the last of those evaluations saying the samples copy training images
     DIVERGED = "diverged"  # non-finite losses or images
     ASHA = "asha"  # ended by Ray with no reason of its own: the scheduler stopped it
     BUDGET = "budget"  # running when the search's trial-epoch budget was spent (tuner/budget.py)
@@ -38,8 +41,9 @@ class EndReason(str, Enum):
     __str__ = str.__str__  # f"{reason}" is the value, on every Python version
 
 
-REPORTED_REASONS = (EndReason.COMPLETED, EndReason.COLLAPSE, EndReason.DIVERGED)
-STOPPING_REASONS = (EndReason.COLLAPSE, EndReason.DIVERGED)
+REPORTED_REASONS = (EndReason.COMPLETED, EndReason.COLLAPSE, EndReason.MEMORIZED, EndReason.DIVERGED)
+PENALISED_REASONS = (EndReason.COLLAPSE, EndReason.MEMORIZED)  # lose by COLLAPSE_PENALTY
+STOPPING_REASONS = (*PENALISED_REASONS, EndReason.DIVERGED)
 
 
 def hyperparameters(config: dict) -> dict:
@@ -48,7 +52,8 @@ def hyperparameters(config: dict) -> dict:
 
 
 def objective(fid: float, collapsed: bool, diverged: bool) -> float:
-    """Lower is better; collapsed and diverged trials always lose to healthy ones."""
+    """Lower is better; collapsed (mode collapse or memorisation: the evaluator's `collapsed`
+    covers both) and diverged trials always lose to healthy ones."""
     if diverged or not math.isfinite(fid):
         return DIVERGED_OBJECTIVE
     return fid + COLLAPSE_PENALTY if collapsed else fid
@@ -56,7 +61,7 @@ def objective(fid: float, collapsed: bool, diverged: bool) -> float:
 
 def searcher_objective(rung_fid: float, rung_collapsed: bool, reason: str | None) -> float:
     """What TPE learns from a trial: its objective at ASHA's first rung, which every trial reaches,
-    made worse if the trial ends collapsed or diverged.
+    made worse if the trial ends collapsed, memorising or diverged.
 
     Fed each trial's last objective instead, TPE would compare epoch-1 FIDs of stopped trials with
     epoch-10 FIDs of the few ASHA let run, and search around whatever happened to start first.
@@ -64,22 +69,25 @@ def searcher_objective(rung_fid: float, rung_collapsed: bool, reason: str | None
     GAN is flagged, and a penalty on all of them would let a trial stopped as collapsed at epoch 8
     (its FID lower than any epoch-1 FID, and penalised the same) outrank every healthy one.
     """
-    return objective(rung_fid, collapsed=rung_collapsed or reason == EndReason.COLLAPSE,
+    return objective(rung_fid, collapsed=rung_collapsed or reason in PENALISED_REASONS,
                      diverged=reason == EndReason.DIVERGED)
 
 
-def decide_end(diverged: bool, collapse_streak: int, patience: int, finished: bool) -> EndReason | None:
+def decide_end(diverged: bool, collapse_streak: int, patience: int, finished: bool,
+               memorized: bool = False) -> EndReason | None:
     """The trial's own verdict after a report: why it ends now, or None if it goes on (ASHA or the
-    budget may still stop it)."""
+    budget may still stop it). `collapse_streak` counts flagged evaluations of either kind;
+    `memorized` is the latest evaluation's memorisation verdict."""
     if diverged:
         return EndReason.DIVERGED
     if collapse_streak >= patience:
-        return EndReason.COLLAPSE
+        return EndReason.MEMORIZED if memorized else EndReason.COLLAPSE
     return EndReason.COMPLETED if finished else None
 
 
 class CollapseStopper(tune.Stopper):
-    """Stops a trial whose latest report says it collapsed (M evaluations in a row) or diverged."""
+    """Stops a trial whose latest report says it collapsed or memorised (M evaluations in a row)
+    or diverged."""
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         return result.get("end_reason") in STOPPING_REASONS

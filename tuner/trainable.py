@@ -100,9 +100,10 @@ def train_trial(config: dict, *, datasets: dict, settings: TrialSettings) -> Non
         evaluation = evaluator.evaluate(trainer.sample(settings.eval_samples), history=history[-5:])
         eval_seconds = time.perf_counter() - eval_started
         diverged = metrics["diverged"] or evaluation["diverged"]
-        counted = evaluation["collapsed"] and trainer.epoch > settings.collapse_warmup
+        counted = evaluation["collapsed"] and trainer.epoch > settings.collapse_warmup  # memorised ones too
         streak = streak + 1 if counted else 0
-        reason = decide_end(diverged, streak, settings.collapse_patience, trainer.epoch >= epochs - 1e-9)
+        reason = decide_end(diverged, streak, settings.collapse_patience, trainer.epoch >= epochs - 1e-9,
+                            memorized=evaluation["memorized"])
         if rung is None or trainer.epoch <= settings.searcher_epoch + 1e-9:
             rung = (evaluation["fid"], counted)  # what the searcher learns (see searcher_objective)
         report = {

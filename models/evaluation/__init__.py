@@ -1,4 +1,5 @@
-"""Evaluation of generated images: FID, KID and a mode-collapse / divergence detector."""
+"""Evaluation of generated images: FID, KID, k-NN fidelity, diversity and memorisation statistics,
+and a mode-collapse / divergence / memorisation detector."""
 
 from models.evaluation.collapse import (blank_fraction, class_histogram, coverage, detect_collapse, history_signals,
                                         kl_to_labels, mean_pairwise_distance, normalized_entropy, roughness)

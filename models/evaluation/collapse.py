@@ -1,14 +1,16 @@
 """Mode-collapse and divergence signals as pure functions, and the detector that combines them.
 
-Signals from the generated sample (classifier histogram, feature spread, distance to the real
-data manifold) and, optionally, from the recent training history (losses). `detect_collapse`
-turns them into one verdict. "Collapsed" means "this trial should lose": it is True both for
-mode collapse and for divergence; `diverged` tells the two apart.
+Signals from the generated sample (classifier histogram, feature spread, the k-NN statistics of
+manifold.py) and, optionally, from the recent training history (losses). `detect_collapse`
+turns them into one verdict. "Collapsed" means "this trial should lose": it is True for mode
+collapse, for divergence and for memorisation; `diverged` and `memorized` tell them apart.
 """
 
 import math
 
 import numpy as np
+
+from models.evaluation.manifold import pairwise_distances
 
 PAIRWISE_SAMPLES = 500  # generated (and real) features used for the mean pairwise distance
 BLANK_STD = 0.02  # an image whose pixel std is below this is blank (real Fashion-MNIST minimum: 0.065)
@@ -23,6 +25,21 @@ KL_MAX = 0.25  # healthy: <= 0.002; collapsed: >= 0.50 (k=5 classes)
 DIVERSITY_MIN = 0.5  # healthy: >= 0.996; one image + noise: 0.03 (k=1 class: 0.60)
 ROUGHNESS_MAX = 3.0  # pixel roughness / real: healthy <= 1.01, DCGAN (not diverged) 1.16; uniform noise 4.28
 BLANK_FRACTION_MAX = 0.5  # healthy: 0.0; constant images: 1.0
+
+# k-NN signals (manifold.py), calibrated on the same bench's part two: Fashion-MNIST and MNIST at
+# 500, 1,000 and 2,000 samples, held-out draws and real models trained there (a 3-epoch GAN; the
+# VAE of tests/test_analysis.py at its 5,000 samples) as healthy; collapse within classes (30-130
+# distinct images, exact or with pixel noise up to std 0.05; 3 k-means prototypes per class),
+# copies and training images as bad. Manifold coverage, precision and density are reported, not
+# judged: blurry samples fall outside the real balls, so the healthy VAE (coverage 0.13-0.31) and
+# GAN (0.25-0.52) score as low as collapse within classes (0.01-0.74); recall and duplicates do not.
+RECALL_MIN = 0.05  # healthy: >= 0.878 held-out, 0.33 GAN, 0.18-0.20 VAE; bad: 0.000 (>= 5 copies of each image;
+# 130 images in 500 samples keep 0.49-0.64, and duplicates catch them), real GANs 0.001 (64 images) and 0.015
+DUPLICATE_SHARE_MAX = 0.1  # healthy: <= 0.020 held-out, <= 0.009 models; bad: >= 0.99 within classes,
+# 0.248 (an eighth of the samples copies of others)
+MEMORIZED_SHARE_MAX = 0.1  # healthy: <= 0.016 held-out, <= 0.001 models; bad: >= 0.89 copies (exact or std 0.02
+# noise), 0.257 (a quarter copies). Std 0.05 noise hides copies from it (0.013 Fashion-MNIST, 0.36 MNIST).
+
 # Training dynamics: D loss pinned near zero while the G loss keeps climbing.
 D_LOSS_PINNED = 0.05
 G_LOSS_CLIMB_RATIO = 1.5
@@ -57,7 +74,7 @@ def mean_pairwise_distance(features: np.ndarray, max_samples: int = PAIRWISE_SAM
     features = np.asarray(features, dtype=np.float64)
     if len(features) > max_samples:
         features = features[np.random.default_rng(seed).choice(len(features), max_samples, replace=False)]
-    distances = _pairwise_distances(features, features)
+    distances = pairwise_distances(features, features)
     n = len(features)
     return float(distances.sum() / (n * (n - 1)))
 
@@ -72,11 +89,6 @@ def roughness(images) -> float:
 def blank_fraction(images, std: float = BLANK_STD) -> float:
     """Share of images that are (nearly) constant."""
     return float((images.flatten(1).std(dim=1) < std).float().mean())
-
-
-def _pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
-    return np.sqrt(np.maximum(squared, 0))
 
 
 def history_signals(history) -> tuple[bool, bool, list[str]]:
@@ -109,17 +121,24 @@ def _severity_low(value: float, threshold: float) -> float:
     return float(np.clip(0.5 * (1 - value) / (1 - threshold), 0, 1))
 
 
+def _severity_high(value: float, threshold: float) -> float:
+    """0 at the healthy value 0, 0.5 at the threshold, 1 at twice the threshold."""
+    return float(np.clip(0.5 * value / threshold, 0, 1))
+
+
 def detect_collapse(coverage_fraction: float, entropy: float, kl: float, diversity: float,
                     roughness_ratio: float = 1.0, blank_share: float = 0.0,
-                    non_finite_images: bool = False, history=None) -> dict:
-    """Combine the signals into {collapse_score, collapsed, diverged, reasons}.
+                    non_finite_images: bool = False, history=None, recall: float = 1.0,
+                    duplicate_share: float = 0.0, memorized_share: float = 0.0) -> dict:
+    """Combine the signals into {collapse_score, collapsed, diverged, memorized, reasons}.
 
     Each sample signal maps to a severity in [0, 1] that is 0.5 at its threshold; collapsed is
     True when a signal is strictly beyond its threshold (or the losses say so). collapse_score
     is the largest severity: at least 0.5 when collapsed, at most 0.5 otherwise (1 when diverged).
     Divergence (non-finite images, pixel noise - roughness far above the real data's -, blank
-    images, non-finite losses) also sets collapsed, since such a trial must lose as well;
-    `diverged` tells it apart from mode collapse.
+    images, non-finite losses) and memorisation (too many samples copy training images) also set
+    collapsed, since such a trial must lose as well; `diverged` and `memorized` tell them apart
+    from mode collapse.
     """
     reasons = []
     history_diverged, history_collapsing, history_reasons = history_signals(history)
@@ -134,17 +153,25 @@ def detect_collapse(coverage_fraction: float, entropy: float, kl: float, diversi
         reasons.append(f"{blank_share:.0%} of images are blank (> {BLANK_FRACTION_MAX:.0%})")
     diverged = non_finite_images or noisy or blank or history_diverged
     if diverged:
-        return {"collapse_score": 1.0, "collapsed": True, "diverged": True, "reasons": reasons}
+        return {"collapse_score": 1.0, "collapsed": True, "diverged": True, "memorized": False, "reasons": reasons}
+    memorized = memorized_share > MEMORIZED_SHARE_MAX
     signals = [  # (reason, severity, beyond its threshold)
         (f"coverage {coverage_fraction:.0%} of classes < {COVERAGE_MIN_FRACTION:.0%}",
          _severity_low(coverage_fraction, COVERAGE_MIN_FRACTION), coverage_fraction < COVERAGE_MIN_FRACTION),
         (f"class entropy {entropy:.2f} < {ENTROPY_MIN}", _severity_low(entropy, ENTROPY_MIN), entropy < ENTROPY_MIN),
-        (f"KL to label distribution {kl:.2f} > {KL_MAX}", float(np.clip(0.5 * kl / KL_MAX, 0, 1)), kl > KL_MAX),
+        (f"KL to label distribution {kl:.2f} > {KL_MAX}", _severity_high(kl, KL_MAX), kl > KL_MAX),
         (f"diversity {diversity:.2f} of real < {DIVERSITY_MIN}", _severity_low(min(diversity, 1.0), DIVERSITY_MIN),
          diversity < DIVERSITY_MIN),
+        (f"recall {recall:.2f} < {RECALL_MIN}: few real images have a generated one near them",
+         _severity_low(recall, RECALL_MIN), recall < RECALL_MIN),
+        (f"{duplicate_share:.0%} of samples are near-duplicates of another (> {DUPLICATE_SHARE_MAX:.0%})",
+         _severity_high(duplicate_share, DUPLICATE_SHARE_MAX), duplicate_share > DUPLICATE_SHARE_MAX),
+        (f"{memorized_share:.0%} of samples copy training images (> {MEMORIZED_SHARE_MAX:.0%})",
+         _severity_high(memorized_share, MEMORIZED_SHARE_MAX), memorized),
     ]
     reasons += [reason for reason, _, beyond in signals if beyond]
     collapsed = history_collapsing or any(beyond for _, _, beyond in signals)
     score = max(severity for _, severity, _ in signals)
     score = max(score, 0.5) if collapsed else score
-    return {"collapse_score": score, "collapsed": collapsed, "diverged": False, "reasons": reasons}
+    return {"collapse_score": score, "collapsed": collapsed, "diverged": False, "memorized": memorized,
+            "reasons": reasons}

@@ -1,7 +1,8 @@
 """The Evaluator: cached feature net + cached real-data statistics -> one metrics dict.
 
-All caching lives here and in the feature-net loader; the maths is in fid.py and collapse.py.
-An Evaluator is built once per dataset, pickled into Ray's object store, and shared by trials.
+All caching lives here and in the feature-net loader; the maths is in fid.py, collapse.py and
+manifold.py. An Evaluator is built once per dataset, pickled into Ray's object store, and shared
+by trials.
 """
 
 import hashlib
@@ -12,17 +13,19 @@ import torch
 
 from models.data import Dataset, load_dataset
 from models.errors import UserInputError
-from models.evaluation import collapse
+from models.evaluation import collapse, manifold
 from models.evaluation.features import (FeatureNet, atomic_torch_save, data_checksum,
                                         load_or_train_feature_net, resolve_cache_dir)
 from models.evaluation.fid import feature_statistics, frechet_distance, kid, require_enough_samples
 
-REAL_SAMPLE = 10_000  # training features kept for KID, the FID floor and the diversity baseline
+REAL_SAMPLE = 10_000  # training features kept for KID, the FID floor, the diversity baseline and the manifold
+MANIFOLD_SAMPLES = 5000  # generated (and real) samples for the k-NN statistics: n x n distances stay <= 100 MB
 KID_SUBSETS = 20
 KID_SUBSET_SIZE = 1000
 RANGE_TOLERANCE = 1e-5  # float round-off allowed outside [0, 1]
 SEED = 0
-REFERENCE_FORMAT = 2  # bump when the cached reference gains or changes fields
+FEATURE_SPACE_KEYS = ("precision", "recall", "density", "manifold_coverage", "duplicate_share", "memorized_share")
+REFERENCE_FORMAT = 3  # bump when the cached reference gains or changes fields
 
 
 def net_checksum(net: torch.nn.Module) -> str:
@@ -34,7 +37,8 @@ def net_checksum(net: torch.nn.Module) -> str:
 
 
 class Evaluator:
-    """FID/KID against the real training data, plus the mode-collapse detector."""
+    """FID/KID against the real training data, the k-NN fidelity, diversity and memorisation
+    statistics, and the mode-collapse detector."""
 
     def __init__(self, net: FeatureNet, image_shape: tuple, reference: dict):
         self.net = net.eval()
@@ -44,15 +48,17 @@ class Evaluator:
         self.label_distribution = reference["label_distribution"].numpy()
         self.real_diversity = float(reference["real_diversity"])
         self.real_roughness = float(reference["real_roughness"])
-        self.real_features = reference["real_features"].numpy()
+        self.train_features = reference["train_features"].numpy()  # all of them, in a seeded random order
         self.heldout_features = reference["heldout_features"].numpy()
+        self.copy_cutoff = float(np.percentile(reference["heldout_train_distances"].numpy(), manifold.COPY_PERCENTILE))
         self._floors: dict[int, float] = {}
+        self._manifolds: dict[int, tuple[np.ndarray, float]] = {}
 
     @classmethod
     def for_dataset(cls, name: str, data_dir=None, cache_dir=None, device="cpu",
                     n_samples: int = 2000) -> "Evaluator":
         """Load (or train and cache) the feature net and reference statistics for a dataset;
-        precompute the FID floor for `n_samples` generated images."""
+        precompute the FID floor and the real k-NN radii for `n_samples` generated images."""
         train = load_dataset(name, data_dir, train=True)
         heldout = load_dataset(name, data_dir, train=False)
         if not train.is_image or train.num_classes < 2:
@@ -61,7 +67,13 @@ class Evaluator:
         reference = load_or_compute_reference(net, train, heldout, meta["checksum"], cache_dir)
         evaluator = cls(net, train.shape, reference)
         evaluator.fid_floor(n_samples)
+        evaluator.real_manifold(n_samples)
         return evaluator
+
+    @property
+    def real_features(self) -> np.ndarray:
+        """The real sample: the first REAL_SAMPLE training features (a view, so pickles carry it once)."""
+        return self.train_features[:REAL_SAMPLE]
 
     def to(self, device) -> "Evaluator":
         self.net.to(device)
@@ -78,19 +90,51 @@ class Evaluator:
             self._floors[n] = frechet_distance(*feature_statistics(heldout), *feature_statistics(train))
         return self._floors[n]
 
+    def manifold_size(self, n: int) -> int:
+        """How many of n generated samples the k-NN statistics use, against as many real ones
+        (equal sizes, as Naeem et al. assume: coverage then means the same at every n)."""
+        return min(n, MANIFOLD_SAMPLES, len(self.real_features))
+
+    def real_manifold(self, n: int) -> tuple[np.ndarray, float]:
+        """The k-th nearest-neighbour radii of the first `manifold_size(n)` real features and
+        their near-duplicate cut-off, computed once per sample size."""
+        n = self.manifold_size(n)
+        if n not in self._manifolds:
+            within = manifold.within_set_distances(self.real_features[:n])
+            cutoff = float(np.percentile(within.min(axis=1), manifold.DUPLICATE_PERCENTILE))
+            self._manifolds[n] = (manifold.kth_nearest(within, manifold.K), cutoff)
+        return self._manifolds[n]
+
+    def feature_space_signals(self, features: np.ndarray) -> dict:
+        """Precision, recall, density, manifold coverage and the near-duplicate and memorised
+        shares of generated features (float32), against the cached real side."""
+        n = self.manifold_size(len(features))
+        real_radii, duplicate_cutoff = self.real_manifold(n)
+        fake = features[:n]
+        within = manifold.within_set_distances(fake)
+        real_to_fake = manifold.pairwise_distances(self.real_features[:n], fake)
+        signals = manifold.precision_recall_density_coverage(real_to_fake, real_radii,
+                                                             manifold.kth_nearest(within, manifold.K))
+        signals["duplicate_share"] = manifold.share_closer_than(within.min(axis=1), duplicate_cutoff)
+        signals["memorized_share"] = manifold.share_closer_than(
+            manifold.nearest_distances(features, self.train_features), self.copy_cutoff)
+        return signals
+
     def evaluate(self, images: torch.Tensor, history=None) -> dict:
         """Metrics for generated images in [0, 1] (N x C x H x W, like the dataset).
 
-        Non-finite images are a result, not an error: fid/kid/kl are inf, coverage, entropy
-        and diversity 0, and the verdict is diverged (and collapsed).
+        Non-finite images are a result, not an error: fid/kid/kl are inf, coverage, entropy,
+        diversity and the k-NN statistics 0, and the verdict is diverged (and collapsed).
         """
         images = self._check_images(images)
         floor = self.fid_floor(len(images))
         if not torch.isfinite(images).all():
             verdict = collapse.detect_collapse(0.0, 0.0, math.inf, 0.0, non_finite_images=True, history=history)
             return {"fid": math.inf, "fid_floor": floor, "kid": math.inf, "coverage": 0.0,
-                    "entropy": 0.0, "kl_to_labels": math.inf, "diversity": 0.0, **verdict}
+                    "entropy": 0.0, "kl_to_labels": math.inf, "diversity": 0.0,
+                    **dict.fromkeys(FEATURE_SPACE_KEYS, 0.0), **verdict}
         features, probs = self.net.features_and_probs(images)
+        signals = self.feature_space_signals(features.numpy())
         features, probs = features.double().numpy(), probs.double().numpy()
         num_classes = len(self.label_distribution)
         histogram = collapse.class_histogram(probs, num_classes)
@@ -100,11 +144,13 @@ class Evaluator:
         diversity = collapse.mean_pairwise_distance(features, seed=SEED) / self.real_diversity
         verdict = collapse.detect_collapse(covered / num_classes, entropy, kl, diversity,
                                            collapse.roughness(images) / self.real_roughness,
-                                           collapse.blank_fraction(images), history=history)
+                                           collapse.blank_fraction(images), recall=signals["recall"],
+                                           duplicate_share=signals["duplicate_share"],
+                                           memorized_share=signals["memorized_share"], history=history)
         kid_mean, _ = kid(features, self.real_features, KID_SUBSETS, KID_SUBSET_SIZE, SEED)
         return {"fid": frechet_distance(*feature_statistics(features), self.mu, self.sigma),
                 "fid_floor": floor, "kid": kid_mean, "coverage": float(covered), "entropy": entropy,
-                "kl_to_labels": kl, "diversity": diversity, **verdict}
+                "kl_to_labels": kl, "diversity": diversity, **signals, **verdict}
 
     def _check_images(self, images) -> torch.Tensor:
         if not isinstance(images, torch.Tensor):
@@ -140,14 +186,19 @@ def load_or_compute_reference(net: FeatureNet, train: Dataset, heldout: Dataset,
 
 
 def compute_reference(net: FeatureNet, train: Dataset, heldout: Dataset) -> dict:
+    """Every training image's features (in a seeded random order: the first REAL_SAMPLE are the
+    real sample), held-out features and each held-out image's distance to its nearest training image."""
     train_features, _ = net.features_and_probs(train.images)
     heldout_features, _ = net.features_and_probs(heldout.images[:REAL_SAMPLE])
     mu, sigma = feature_statistics(train_features.double().numpy())
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(SEED))[:REAL_SAMPLE]
-    real_features = train_features[order]
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(SEED))
+    train_features = train_features[order]
+    real_features = train_features[:REAL_SAMPLE]
+    heldout_train_distances = manifold.nearest_distances(heldout_features.numpy(), train_features.numpy())
     counts = torch.bincount(train.labels, minlength=train.num_classes).double()
     return {"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma),
             "label_distribution": counts / counts.sum(),
             "real_diversity": torch.tensor(collapse.mean_pairwise_distance(real_features.double().numpy(), seed=SEED)),
-            "real_roughness": torch.tensor(collapse.roughness(train.images[order])),
-            "real_features": real_features, "heldout_features": heldout_features}
+            "real_roughness": torch.tensor(collapse.roughness(train.images[order[:REAL_SAMPLE]])),
+            "train_features": train_features, "heldout_features": heldout_features,
+            "heldout_train_distances": torch.from_numpy(heldout_train_distances)}

@@ -31,8 +31,8 @@ def influence(found: dict[str, pd.Series], missing: dict[str, str]) -> list[str]
 
 
 def collapses(trials: pd.DataFrame, config_keys) -> list[str]:
-    """Which trials collapsed or diverged, by which signal and when; what the healthy ones shared."""
-    flagged = trials[trials["health"].isin(["collapsed", "diverged"])]
+    """Which trials collapsed, memorised or diverged, by which signal and when; what the healthy ones shared."""
+    flagged = trials[trials["health"].isin(["collapsed", "memorized", "diverged"])]
     healthy = trials[trials["health"] == "healthy"]
     lines = []
     for _, t in flagged.iterrows():
@@ -44,7 +44,7 @@ def collapses(trials: pd.DataFrame, config_keys) -> list[str]:
         lines.append(f"Trial {t['trial_id']} ({params}) {t['health']}: {when} ({signal}); "
                      f"flagged in {t['collapsed_fraction']:.0%} of its evaluations; ended as {t['end_reason']}.")
     if flagged.empty:
-        lines.append(f"No trial collapsed or diverged among {len(trials)}.")
+        lines.append(f"No trial collapsed, memorised or diverged among {len(trials)}.")
     if healthy.empty:
         lines.append("No trial was healthy at its end, so there is nothing to contrast the flagged ones with.")
         return lines

@@ -2,9 +2,10 @@
 
 Quality ranking (`rank`): trials are first grouped by health, in this order: healthy,
 collapsed (ended by the collapse stopper or flagged collapsed at their last evaluation),
-diverged (non-finite losses or images at any report), error, and trials with no evaluation
-yet. Within a group, lower best FID first; ties broken by the fraction of evaluations flagged
-collapsed, then by the largest epoch-to-epoch FID worsening.
+memorized (ended by the stopper for copying training images, or judged so at their last
+evaluation: good FIDs that must not win), diverged (non-finite losses or images at any report),
+error, and trials with no evaluation yet. Within a group, lower best FID first; ties broken by
+the fraction of evaluations flagged collapsed, then by the largest epoch-to-epoch FID worsening.
 
 Stability ranking (`stability_rank`): the same health groups; within a group, lower fraction of
 evaluations flagged collapsed first, then smaller largest FID worsening, then lower best FID.
@@ -14,7 +15,7 @@ import pandas as pd
 
 from tuner.objective import EndReason
 
-HEALTH_ORDER = ("healthy", "collapsed", "diverged", "error", "no evaluation")
+HEALTH_ORDER = ("healthy", "collapsed", "memorized", "diverged", "error", "no evaluation")
 
 
 def health(row: pd.Series) -> str:
@@ -24,6 +25,8 @@ def health(row: pd.Series) -> str:
         return "no evaluation"
     if row.get("diverged", False) or row["end_reason"] == EndReason.DIVERGED:
         return "diverged"
+    if row["end_reason"] == EndReason.MEMORIZED or row.get("memorized_at_end", False):
+        return "memorized"  # before collapsed: a memorising evaluation is flagged collapsed as well
     if row["end_reason"] == EndReason.COLLAPSE or row.get("collapsed_at_end", False):
         return "collapsed"
     return "healthy"
