@@ -7,9 +7,11 @@ those of a loss registered later) are declared by its entry in models.losses.LOS
 `loss_params` and appear as top-level keys in `from_dict` / `to_dict`, like every other field.
 """
 
+import typing
 from dataclasses import asdict, dataclass, field, fields
 
-from models.errors import UserInputError, require_choice, require_non_negative, require_positive
+from models.errors import (UserInputError, require_choice, require_non_negative, require_positive, require_seed,
+                           require_type)
 from models.losses import LOSSES, specific_params
 from models.nets import ARCHS, D_NORMS
 
@@ -21,6 +23,29 @@ def require_known(values: dict, known) -> None:
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise UserInputError(f"config: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
+def scalar_kind(annotation) -> type | None:
+    """The scalar type a field holds (`float | None` -> float); None for containers."""
+    kinds = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    return kinds[0] if kinds[0] in (bool, int, float, str) else None
+
+
+def typed_fields(config, label=str) -> dict:
+    """Every scalar field of a dataclass as its declared type (`require_type`; the error names
+    `label(field)`); None only where the field allows it."""
+    typed = {}
+    for f in fields(config):
+        kind, value = scalar_kind(f.type), getattr(config, f.name)
+        if kind is not None and not (value is None and type(None) in typing.get_args(f.type)):
+            typed[f.name] = require_type(label(f.name), value, kind)
+    return typed
+
+
+def check_types(config) -> None:
+    """`typed_fields`, written back into a (mutable) config."""
+    for name, value in typed_fields(config).items():
+        setattr(config, name, value)
 
 
 @dataclass
@@ -45,6 +70,8 @@ class GANConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_types(self)
+        require_seed("seed", self.seed)
         require_choice("loss", self.loss, LOSSES)
         require_choice("arch", self.arch, ARCHS)
         require_choice("d_norm", self.d_norm, D_NORMS)
@@ -76,7 +103,8 @@ class GANConfig:
             if name not in specific:
                 users = [e.name for e in LOSSES.values() if name in e.specific] or ["no registered loss"]
                 raise UserInputError(f"{name}: applies to loss {' or '.join(users)} only, not {self.loss!r}")
-        values = {name: self.loss_params.get(name, param.default) for name, param in specific.items()}
+        values = {name: require_type(name, self.loss_params.get(name, param.default), float)
+                  for name, param in specific.items()}
         for name, value in values.items():
             low, high = specific[name].low, specific[name].high
             if not low < value <= high:
@@ -116,6 +144,8 @@ class VAEConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_types(self)
+        require_seed("seed", self.seed)
         for name in ("latent_dim", "lr", "width", "batch_size", "epochs"):
             require_positive(name, getattr(self, name))
         require_non_negative("beta", self.beta)

@@ -7,6 +7,7 @@ and draw index batches from it, so the hot loop never waits on DataLoader worker
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ MNIST_OFFLINE_TRAIN = 8000  # of the 10k real test images when only those are on
 
 _IDX_IMAGES_MAGIC = 0x00000803
 _IDX_LABELS_MAGIC = 0x00000801
+MNIST_FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),  # torchvision's raw layout
+               False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
 @dataclass
@@ -63,6 +66,8 @@ def load_dataset(name: str, data_dir=None, train: bool = True, image_size: int |
     data = DATASETS[name](root=resolve_data_dir(data_dir), train=train, download=download, image_size=image_size,
                           idx_images=idx_images, idx_labels=idx_labels, toy_size=toy_size, seed=seed)
     if image_size and data.is_image and data.images.shape[-1] != image_size:
+        require_memory("image_size", len(data) * data.images.shape[1] * image_size ** 2 * 4,
+                       f"{len(data)} images of {image_size} x {image_size}")
         data.images = torch.nn.functional.interpolate(
             data.images, size=(image_size, image_size), mode="bilinear", antialias=True,
             align_corners=False).clamp_(0, 1)
@@ -102,10 +107,24 @@ def _read_idx(path, magic: int, ndim: int) -> np.ndarray:
         found = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
         raise UserInputError(f"IDX file {path}: wrong magic number {found!r}, expected {magic:#010x}")
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    if 0 in dims:
+        raise UserInputError(f"IDX file {path}: holds no data, header dims {dims}")
     if len(raw) != header + math.prod(dims):
         raise UserInputError(f"IDX file {path}: truncated or padded, header says {dims} "
                              f"({header + math.prod(dims)} bytes), file has {len(raw)} bytes")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
+
+
+def require_memory(field: str, needed: int, what: str) -> None:
+    """Refuse a tensor larger than this machine's memory before allocating it: torch would try, and
+    fail with a traceback or take the machine into swap."""
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): nothing to compare with
+        return
+    if needed > available:
+        raise UserInputError(f"{field}: {what} need {needed / 1e9:.3g} GB as float32; this machine has "
+                             f"{available / 1e9:.3g} GB")
 
 
 def _check_same_length(data: Dataset, where) -> None:
@@ -119,60 +138,97 @@ def _missing(name: str, root: Path, expected: str) -> UserInputError:
         f"pass --data-dir DIR (or set {DATA_DIR_ENV}) pointing at a folder that holds it")
 
 
-def _torchvision_set(name: str, root: Path, train: bool, download: bool) -> Dataset:
+def _raw_idx_pair(name: str, folder: Path, train: bool) -> Dataset | None:
+    """The split from MNIST-style raw IDX files in `folder`, read and checked by `_read_idx` (a bad
+    file is one error naming it); None when neither file is there."""
+    images, labels = (folder / file for file in MNIST_FILES[train])
+    if not images.exists() and not labels.exists():
+        return None
+    data = Dataset(name, read_idx_images(images), read_idx_labels(labels), 10)
+    _check_same_length(data, images)
+    return data
+
+
+def _downloaded(name: str, cls_name: str, root: Path, train: bool) -> Dataset | None:
+    """torchvision's download of an MNIST-style set into root/CLS/raw, read back as raw IDX; None on failure."""
     from torchvision import datasets
-    cls = {"fashion_mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10}[name]
     try:
-        ds = cls(root=str(root), train=train, download=False)
+        getattr(datasets, cls_name)(root=str(root), train=train, download=True)
+    except Exception:  # no network, a proxy, a checksum: torchvision raises many kinds
+        return None
+    return _raw_idx_pair(name, root / cls_name / "raw", train)
+
+
+def _fashion_mnist(root: Path, train: bool, download: bool) -> Dataset:
+    """Fashion-MNIST from torchvision's raw files (FashionMNIST/raw/), downloaded when missing."""
+    found = _raw_idx_pair("fashion_mnist", root / "FashionMNIST" / "raw", train)
+    if found is None and download:
+        found = _downloaded("fashion_mnist", "FashionMNIST", root, train)
+    if found is None:
+        raise _missing("fashion_mnist", root, "FashionMNIST/raw/*-ubyte in torchvision's layout")
+    return found
+
+
+def _cifar10(root: Path, train: bool, download: bool) -> Dataset:
+    from torchvision import datasets
+    try:
+        ds = datasets.CIFAR10(root=str(root), train=train, download=False)
     except RuntimeError:
         if not download:
-            raise _missing(name, root, f"{cls.__name__}/ in torchvision's layout") from None
+            raise _missing("cifar10", root, "cifar-10-batches-py/ in torchvision's layout") from None
         try:
-            ds = cls(root=str(root), train=train, download=True)
+            ds = datasets.CIFAR10(root=str(root), train=train, download=True)
         except Exception:
-            raise _missing(name, root, f"{cls.__name__}/ in torchvision's layout") from None
-    images = torch.as_tensor(np.asarray(ds.data))
-    images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
+            raise _missing("cifar10", root, "cifar-10-batches-py/ in torchvision's layout") from None
+    images = torch.as_tensor(np.asarray(ds.data)).permute(0, 3, 1, 2)
     labels = torch.as_tensor(np.asarray(ds.targets)).long()
-    return Dataset(name, images.float().div_(255).contiguous(), labels, 10)
+    return Dataset("cifar10", images.float().div_(255).contiguous(), labels, 10)
 
 
 def _mnist(root: Path, train: bool, download: bool) -> Dataset:
-    """torchvision's MNIST; offline, the real 10k test split alone, split 8k train / 2k test."""
-    from torchvision import datasets
-    try:
-        ds = datasets.MNIST(root=str(root), train=train, download=False)
-        return Dataset("mnist", ds.data.unsqueeze(1).float().div_(255), ds.targets.long(), 10)
-    except RuntimeError:
-        pass
+    """MNIST from torchvision's raw files; offline, the real 10k test split alone, split 8k train / 2k test."""
+    found = _raw_idx_pair("mnist", root / "MNIST" / "raw", train)
+    if found is not None:
+        return found
     offline = root / MNIST_OFFLINE_DIR
-    if (offline / "t10k-images-idx3-ubyte").is_file():
-        images = read_idx_images(offline / "t10k-images-idx3-ubyte")
-        labels = read_idx_labels(offline / "t10k-labels-idx1-ubyte")
+    if (offline / "t10k-images-idx3-ubyte").exists() or (offline / "t10k-labels-idx1-ubyte").exists():
+        test = _raw_idx_pair("mnist", offline, train=False)
         part = slice(0, MNIST_OFFLINE_TRAIN) if train else slice(MNIST_OFFLINE_TRAIN, None)
-        return Dataset("mnist", images[part].contiguous(), labels[part].contiguous(), 10)
-    if download:
-        try:
-            ds = datasets.MNIST(root=str(root), train=train, download=True)
-            return Dataset("mnist", ds.data.unsqueeze(1).float().div_(255), ds.targets.long(), 10)
-        except Exception:
-            pass
-    raise _missing("mnist", root, f"MNIST/raw/ or {MNIST_OFFLINE_DIR}/t10k-*-idx*-ubyte")
+        return Dataset("mnist", test.images[part].contiguous(), test.labels[part].contiguous(), 10)
+    found = _downloaded("mnist", "MNIST", root, train) if download else None
+    if found is None:
+        raise _missing("mnist", root, f"MNIST/raw/ or {MNIST_OFFLINE_DIR}/t10k-*-idx*-ubyte")
+    return found
 
 
 def _image_folder(root: Path, image_size: int) -> Dataset:
+    """torchvision's ImageFolder (one sub-folder per class), every image resized and centre-cropped.
+    An image that cannot be read (corrupt, not an image, or a decompression bomb: more pixels than
+    PIL's limit) is refused, naming the file, rather than skipped: a silently smaller training set
+    would change the data, and with it the FIDs, from one run to the next."""
+    from PIL import Image
     from torchvision import datasets, transforms
     if not root.is_dir():
         raise UserInputError(f"image_folder: {root} is not a directory of class sub-folders")
-    tf = transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
-                             transforms.ToTensor()])
     try:
-        ds = datasets.ImageFolder(str(root), transform=tf)
+        ds = datasets.ImageFolder(str(root))
     except (FileNotFoundError, RuntimeError) as err:
         raise UserInputError(f"image_folder: {root}: {err}") from None
-    loader = torch.utils.data.DataLoader(ds, batch_size=256, num_workers=0)
-    images, labels = zip(*loader)
-    return Dataset("image_folder", torch.cat(images), torch.cat(labels).long(), len(ds.classes))
+    require_memory("image_size", len(ds) * 3 * image_size ** 2 * 4, f"{len(ds)} images of {image_size} x {image_size}")
+    tf = transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
+                             transforms.ToTensor()])
+    images = []
+    for path, _ in ds.samples:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)  # past PIL's pixel limit
+                images.append(tf(ds.loader(path)))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise UserInputError(f"image_folder: {path} is not a readable image ({reason}); remove or replace "
+                                 "it") from None
+    labels = torch.tensor([label for _, label in ds.samples], dtype=torch.long)
+    return Dataset("image_folder", torch.stack(images), labels, len(ds.classes))
 
 
 def _ring_of_gaussians(n: int, seed: int, modes: int = 8, radius: float = 2.0,
@@ -200,9 +256,9 @@ def _two_moons(n: int, seed: int, noise: float = 0.05) -> Dataset:
 # reads the options it needs. load_dataset resizes to image_size afterwards where the loader did not.
 DATASETS = {
     "mnist": lambda root, train, download, **_: _mnist(root, train, download),
-    "fashion_mnist": lambda root, train, download, **_: _torchvision_set("fashion_mnist", root, train, download),
+    "fashion_mnist": lambda root, train, download, **_: _fashion_mnist(root, train, download),
     "idx": lambda idx_images, idx_labels, **_: _idx(idx_images, idx_labels),
-    "cifar10": lambda root, train, download, **_: _torchvision_set("cifar10", root, train, download),
+    "cifar10": lambda root, train, download, **_: _cifar10(root, train, download),
     "image_folder": lambda root, image_size, **_: _image_folder(root, image_size or 64),
     "toy2d_ring": lambda toy_size, seed, train, **_: _ring_of_gaussians(toy_size, seed + (0 if train else 1)),
     "toy2d_moons": lambda toy_size, seed, train, **_: _two_moons(toy_size, seed + (0 if train else 1)),

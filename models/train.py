@@ -5,20 +5,26 @@
 
 Writes OUT/config.json, OUT/metrics.jsonl (one line per epoch: training metrics and the same
 evaluation a tuning trial gets: FID, KID, the collapse verdict), OUT/samples/*.png and
-OUT/checkpoint.pt (latest; `--resume` continues from it exactly).
+OUT/checkpoint.pt (latest; `--resume` continues from it exactly). An OUT that already holds a run
+is refused unless `--resume` continues it (with the same flags; only --epochs may grow) or
+`--overwrite` replaces it: two configurations never share one metrics.jsonl.
 """
 
 import json
 import os
+import pickle
+import re
 import shlex
+import shutil
 from pathlib import Path
 
 import torch
 
 from models.config import LR_DECAYS, OPTIMIZERS, GANConfig, VAEConfig
 from models.data import DATA_DIR_ENV, DATASETS, from_gan_range, load_dataset
-from models.errors import ArgumentParser, UserInputError, exit_on_user_error, require_non_negative
+from models.errors import ArgumentParser, UserInputError, exit_on_user_error, require_non_negative, require_writable
 from models.evaluation import Evaluator
+from models.evaluation.features import FEATURE_DIM
 from models.gan_trainer import GANTrainer
 from models.grids import save_grid, save_points, save_vae_grids
 from models.losses import LOSSES, specific_params
@@ -28,6 +34,8 @@ from models.vae_trainer import VAETrainer
 DEFAULT_EVAL_SAMPLES = 2000  # as a tuning trial's default
 HISTORY_KEYS = ("d_loss", "g_loss", "loss", "diverged")  # the training history the collapse detector reads
 ALWAYS_IN_COMMAND = ("model", "dataset")
+RUN_FILES = ("checkpoint.pt", "config.json", "metrics.jsonl", "samples")  # what a run writes into --out
+RUN_KEYS = ("model", "dataset", "limit", "image_size")  # config.json's run settings beside the config
 
 
 def build_parser() -> ArgumentParser:
@@ -81,7 +89,9 @@ def build_parser() -> ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="random seed; same seed, same run (default: 0)")
     run.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
     run.add_argument("--out", default="runs/train", help="output directory (default: runs/train)")
-    run.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from OUT/checkpoint.pt, with the run's flags (only --epochs may grow)")
+    run.add_argument("--overwrite", action="store_true", help="replace the run already in OUT")
     run.add_argument("--eval-samples", type=int,
                      help=f"generated images evaluated each epoch (FID, KID, collapse verdict) as in a tuning "
                      f"trial; 0 skips (default: {DEFAULT_EVAL_SAMPLES} for image datasets, 0 for the 2-D toy sets)")
@@ -117,12 +127,84 @@ def retrain_command(config: dict) -> str:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserInputError(f"device: {name} requested but CUDA is not available; use cpu or auto")
+    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise UserInputError(f"device: {name!r} is not one of auto, cpu, cuda, cuda:N")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserInputError(f"device: {name} requested but CUDA is not available; use cpu or auto")
+        index, count = int(name.partition(":")[2] or 0), torch.cuda.device_count()
+        if index >= count:
+            raise UserInputError(f"device: {name} requested but this machine has {count} CUDA device(s)")
+    return torch.device(name)
+
+
+def run_settings(args, config) -> dict:
+    """What config.json records: the run's data settings and the trainer's config."""
+    return {**{key: getattr(args, key) for key in RUN_KEYS}, **config.to_dict()}
+
+
+def changed_flags(recorded: dict, now: dict) -> list[str]:
+    """The flags whose values differ from the recorded run's, as "--flag NOW (the run has THEN)";
+    epochs may grow (that is what resuming is for), any other change would continue other training."""
+    changes = []
+    for key, then in recorded.items():
+        if key not in now or now[key] == then or (key == "epochs" and now[key] > then):
+            continue
+        flag, rule = "--" + key.replace("_", "-"), "; it may only grow" if key == "epochs" else ""
+        given = f"no {flag}" if now[key] is None else f"{flag} {now[key]}"
+        changes.append(f"{given} (the run has {then}{rule})")
+    return changes
+
+
+def resume_state(out: Path, settings: dict) -> dict:
+    """The checkpoint to resume from (tensors and plain containers only: weights_only), once its
+    run is known to match `settings`: a different loss would silently continue the weights as
+    another model, a different z_dim fails deep in torch."""
+    checkpoint = out / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise UserInputError(f"resume: no checkpoint at {checkpoint}")
     try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserInputError(f"device: {name!r} is not one of auto, cpu, cuda, cuda:N") from None
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        recorded = {**json.loads((out / "config.json").read_text()), **state["config"]}
+    except pickle.UnpicklingError:
+        raise UserInputError(f"resume: {checkpoint} holds more than tensors and plain containers, or is damaged; "
+                             "it is not loaded, as unpickling it could run code") from None
+    except FileNotFoundError:
+        raise UserInputError(f"resume: no config.json in {out} beside its checkpoint") from None
+    except Exception as err:  # torch and json raise many kinds for a damaged file
+        raise UserInputError(f"resume: the run in {out} cannot be read ({str(err).splitlines()[0]})") from None
+    changes = changed_flags(recorded, settings)
+    if changes:
+        raise UserInputError(f"resume: {', '.join(changes)}: resume with the run's flags (only --epochs may "
+                             "grow), or train into a new --out")
+    return state
+
+
+def check_out(args, settings: dict) -> dict | None:
+    """Refuse an --out that cannot take this run before any data is loaded or file written; returns
+    the checkpoint state to resume from (None for a new run)."""
+    out = Path(args.out)
+    if args.resume and args.overwrite:
+        raise UserInputError("overwrite: cannot be combined with --resume: resume continues the run in --out, "
+                             "overwrite replaces it")
+    require_writable("out", out)
+    if args.resume:
+        return resume_state(out, settings)
+    previous = [name for name in RUN_FILES if (out / name).exists()]
+    if previous and not args.overwrite:
+        raise UserInputError(f"out: {out} already holds a run ({', '.join(previous)}); pass --resume to continue "
+                             "it, --overwrite to replace it, or a new --out")
+    return None
+
+
+def clear_run(out: Path) -> None:
+    """--overwrite: remove what a previous run wrote (and only that) from `out`."""
+    for name in RUN_FILES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
@@ -151,7 +233,14 @@ def evaluate(trainer, evaluator, n: int, history: list, is_gan: bool) -> dict:
 def read_history(metrics_file: Path) -> list[dict]:
     """The training history of the epochs already logged, for the collapse detector after --resume."""
     lines = metrics_file.read_text().splitlines() if metrics_file.is_file() else []
-    return [{k: m[k] for k in HISTORY_KEYS if k in m} for m in map(json.loads, lines)]
+    history = []
+    for number, line in enumerate(lines, 1):
+        try:
+            metrics = json.loads(line)
+        except json.JSONDecodeError:
+            raise UserInputError(f"resume: {metrics_file} line {number} is not JSON; fix or remove that line") from None
+        history.append({k: metrics[k] for k in HISTORY_KEYS if k in metrics})
+    return history
 
 
 def main(argv=None) -> None:
@@ -163,6 +252,11 @@ def main(argv=None) -> None:
             raise UserInputError(f"{name}: must be > 0, got {getattr(args, name)}")
     if args.eval_samples is not None:
         require_non_negative("eval_samples", args.eval_samples)
+        if 0 < args.eval_samples < FEATURE_DIM:
+            raise UserInputError(f"eval_samples: must be 0 (no evaluation) or at least {FEATURE_DIM}, the feature "
+                                 f"dimension FID needs, got {args.eval_samples}")
+    settings = run_settings(args, config)
+    state = check_out(args, settings)
     data_kw = dict(data_dir=args.data_dir, image_size=args.image_size, download=not args.no_download,
                    idx_images=args.idx_images, idx_labels=args.idx_labels, seed=args.seed)
     train = load_dataset(args.dataset, train=True, **data_kw)
@@ -173,20 +267,27 @@ def main(argv=None) -> None:
     if eval_samples is None:
         eval_samples = DEFAULT_EVAL_SAMPLES if train.is_image else 0
     evaluator = load_evaluator(args, train, device, eval_samples) if eval_samples else None
-
-    out = Path(args.out)
-    checkpoint, metrics_file = out / "checkpoint.pt", out / "metrics.jsonl"
-    history = []
-    if args.resume:
-        if not checkpoint.is_file():
-            raise UserInputError(f"resume: no checkpoint at {checkpoint}")
-        trainer.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=True))
-        history = read_history(metrics_file)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps({"model": args.model, "dataset": args.dataset,
-                                                 **config.to_dict()}, indent=2))
     test = None if args.model == "gan" else load_dataset(args.dataset, train=False, **data_kw)
 
+    out = Path(args.out)
+    history = []
+    if state is not None:
+        trainer.load_state_dict(state)
+        history = read_history(out / "metrics.jsonl")
+    try:
+        if args.overwrite:
+            clear_run(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(settings, indent=2))
+        train_epochs(args, trainer, train, test, evaluator, eval_samples, history, device)
+    except OSError as err:  # a full disk, a mount gone mid-run
+        raise UserInputError(f"out: cannot write to {out} ({err.strerror or err})") from None
+
+
+def train_epochs(args, trainer, train, test, evaluator, eval_samples: int, history: list, device) -> None:
+    """Train to --epochs, writing each epoch's metrics line, sample grids and checkpoint into --out."""
+    out, config = Path(args.out), trainer.config
+    checkpoint, metrics_file = out / "checkpoint.pt", out / "metrics.jsonl"
     print(f"training {args.model} on {args.dataset} ({len(train)} examples) on {device}; writing to {out}")
     with open(metrics_file, "a" if args.resume else "w") as log:
         while trainer.epoch < config.epochs:

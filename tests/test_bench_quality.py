@@ -89,3 +89,22 @@ def test_winner_grids_are_drawn_from_the_kept_generators(quality):
         grid = out.parent / report["per_seed"]["0"][f"{arm}_winner_samples"]
         with Image.open(grid) as image:  # 10 x 10 images of 28 px, 2 px padding
             assert image.size == (10 * 30 + 2, 10 * 30 + 2)
+
+
+STORED_RUNS = sorted(p for p in (REPO / "bench" / "results").glob("quality*.json") if "retrained" not in p.name)
+
+
+@pytest.mark.parametrize("stored", STORED_RUNS, ids=lambda p: p.name)
+def test_stored_full_scale_figures_follow_from_their_reports(stored):
+    """The README's quality figures: each stored run's best FIDs, their ratio and the target verdict
+    recomputed from its own reports, the bests counting healthy reports only."""
+    report = json.loads(stored.read_text())
+    for seed, figures in report["per_seed"].items():
+        a, b = report["reports"][f"A-seed{seed}"], report["reports"][f"B-seed{seed}"]
+        assert len(a) == figures["A_trial_epochs"] and len(b) == figures["B_trial_epochs"]
+        assert figures["A_best_fid"] == pytest.approx(best(healthy(a)), abs=1e-5)
+        assert figures["B_best_fid"] == pytest.approx(best(healthy(b)), abs=1e-5)
+        assert figures["B_over_A_best_fid"] == pytest.approx(best(healthy(b)) / best(healthy(a)), rel=1e-5)
+        assert figures["meets_target"] == (best(healthy(b)) <= 0.5 * best(healthy(a)))
+        passed = next(i for i, r in enumerate(b) if r in healthy(b) and r["fid"] < best(healthy(a)))
+        assert figures["B_trial_epochs_to_pass_A_best"] == passed + 1

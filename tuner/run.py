@@ -6,6 +6,7 @@ Running cluster:  RAY_ADDRESS=http://HEAD:8265 ray job submit -- python tuner/ru
                   RAY_ADDRESS=HEAD:6379 python tuner/run.py ARGS
 Cluster launcher: ray submit cluster.yaml tuner/run.py -- ARGS
 Resume:           python tuner/run.py --name NAME --storage-path PATH --resume
+Start over:       python tuner/run.py --name NAME --storage-path PATH --overwrite ARGS
 """
 
 import json
@@ -92,6 +93,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help=f"continue the interrupted experiment --name in --storage-path with its own settings "
                         f"({SPEC_FILE}); finished trials are not rerun")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the experiment --name in --storage-path and start it again (without it, or "
+                        "--resume, an existing experiment is refused)")
     return p
 
 
@@ -127,7 +131,7 @@ def load_start_point(text: str) -> dict:
 
 def spec_from_args(args) -> SearchSpec:
     """The preset of --space, overridden by every flag given."""
-    skipped = ("space", "resume", "fixed", "start_from")
+    skipped = ("space", "resume", "overwrite", "fixed", "start_from")
     given = {k: v for k, v in vars(args).items() if v is not None and k not in skipped}
     start_from = tuple(load_start_point(text) for text in args.start_from or ())
     return preset(args.space, fixed=parse_fixed(args.fixed), start_from=start_from, **given)
@@ -209,7 +213,7 @@ def main(argv=None) -> None:
     check_storage(spec.storage_path)  # before the watch: a path unusable from the start is a bad flag
     with StorageWatch(spec.storage_path) as watch:
         try:
-            results = tune(spec, resume=args.resume)
+            results = tune(spec, resume=args.resume, overwrite=args.overwrite)
             if any(r.error for r in results):
                 check_storage(spec.storage_path)  # trials that failed writing results before the watch saw it
         except (Exception, KeyboardInterrupt) as err:

@@ -15,6 +15,8 @@ has it; tests/test_scheduler.py fails if a Ray upgrade changes it.
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
+from tuner.budget import LeaderReserve
+
 
 def outranked(rungs: list[tuple[float, dict]], trial_id: str, reduction_factor: float, cutoff) -> bool:
     """Whether `trial_id` has fallen below `cutoff(recorded)` at the highest rung it was recorded
@@ -39,4 +41,13 @@ class RerankingASHA(ASHAScheduler):
         return action
 
 
+class BudgetedRerankingASHA(LeaderReserve, RerankingASHA):
+    """RerankingASHA that keeps the end of a trial-epoch budget for its best trial (tuner/budget.py)."""
+
+
+class BudgetedASHA(LeaderReserve, ASHAScheduler):
+    """Ray's ASHAScheduler that keeps the end of a trial-epoch budget for its best trial."""
+
+
 ASHA_VARIANTS = {"reranking": RerankingASHA, "ray": ASHAScheduler}  # SearchSpec.asha -> scheduler class
+BUDGETED_ASHA_VARIANTS = {"reranking": BudgetedRerankingASHA, "ray": BudgetedASHA}  # with --budget-trial-epochs

@@ -19,8 +19,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from models.config import typed_fields
 from models.data import DATASETS
-from models.errors import UserInputError, require_choice, require_non_negative, require_positive
+from models.errors import UserInputError, require_choice, require_non_negative, require_positive, require_seed
+from models.evaluation.features import FEATURE_DIM
 from tuner.objective import NON_HYPERPARAMETER_KEYS
 from tuner.scheduler import ASHA_VARIANTS
 
@@ -69,6 +71,11 @@ class SearchSpec:
 
     def __post_init__(self):
         set_field = object.__setattr__.__get__(self)  # frozen: normalise once, here
+        for key in ("storage_path", "data_dir"):
+            if isinstance(getattr(self, key), os.PathLike):
+                set_field(key, os.fspath(getattr(self, key)))
+        for key, value in typed_fields(self, flag).items():  # JSON and notebooks can hand any type
+            set_field(key, value)
         set_field("datasets", tuple(self.datasets))
         set_field("trial_configs", tuple(dict(c) for c in self.trial_configs))
         set_field("start_from", tuple(dict(p) for p in self.start_from))
@@ -92,6 +99,16 @@ class SearchSpec:
             require_non_negative(flag(key), getattr(self, key))
         if self.collapse_warmup is not None:
             require_non_negative("collapse-warmup", self.collapse_warmup)
+        if self.eval_samples < FEATURE_DIM:
+            raise UserInputError(f"eval-samples: must be at least {FEATURE_DIM}, the feature dimension FID needs, "
+                                 f"got {self.eval_samples}")
+        if self.reduction_factor <= 1:
+            raise UserInputError(f"reduction-factor: must be > 1 (ASHA keeps the top 1/N at each rung), "
+                                 f"got {self.reduction_factor:g}")
+        if self.early_stop and self.grace_period > self.epochs:
+            raise UserInputError(f"grace-period: {self.grace_period} is more than --epochs {self.epochs}; ASHA "
+                                 "cannot stop a trial before it ends")
+        require_seed("seed", self.seed)
         gpus = self.gpus_per_trial
         if gpus is not None and (gpus < 0 or (gpus > 1 and gpus != int(gpus))):
             raise UserInputError(f"gpus-per-trial: {gpus} is not allowed; use a fraction in [0, 1] or a whole number")
@@ -103,7 +120,7 @@ class SearchSpec:
             require_choice("dataset", name, DATASETS)
         if self.space != "seed-grid" and len(self.datasets) > 1:
             raise UserInputError("dataset: an Optuna search takes one dataset; run one search per dataset")
-        if not self.name or "/" in self.name:
+        if not self.name or "/" in self.name or self.name in (".", ".."):
             raise UserInputError(f"name: {self.name!r} must be a non-empty folder name")
         self.validate_space()
         self.validate_fixed()
@@ -189,7 +206,12 @@ class SearchSpec:
             raise UserInputError(f"resume: no {SPEC_FILE} in {self.experiment_path}; give the --name and "
                                  "--storage-path of an experiment this version of tuner/run.py started")
         with filesystem.open_input_stream(path) as stream:
-            saved = SearchSpec.from_json(stream.read().decode())
+            text = stream.read().decode(errors="replace")
+        try:
+            saved = SearchSpec.from_json(text)
+        except (ValueError, TypeError) as err:  # not JSON, not an object, unknown fields, a bad value
+            raise UserInputError(f"resume: {SPEC_FILE} in {self.experiment_path} is not a valid spec ({err})"
+                                 .split("\n")[0]) from None
         own = {k: getattr(self, k) for k in RESUME_FROM_FLAGS}
         changed = [f.name for f in dataclasses.fields(self) if f.name not in own
                    and getattr(self, f.name) != getattr(saved, f.name)]

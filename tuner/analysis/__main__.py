@@ -1,4 +1,7 @@
-"""python -m tuner.analysis EXPERIMENT_DIR [--out DIR]: write the ranked report of an experiment."""
+"""python -m tuner.analysis EXPERIMENT_DIR [--out DIR]: write the ranked report of an experiment.
+
+Safe on a directory someone else handed over: it reads JSON only and unpickles nothing (why and how:
+tuner/analysis/frames.py), so there is no --trust-pickles to give."""
 
 import warnings
 
@@ -9,7 +12,8 @@ def main(argv=None) -> None:
     parser = ArgumentParser(prog="python -m tuner.analysis",
                             description="Rank the trials of a Ray Tune experiment written by tuner/run.py and "
                                         "write trials.csv/.parquet, history.parquet, PNG plots, report.md and a "
-                                        "self-contained report.html.")
+                                        "self-contained report.html. Reads JSON only: nothing in the "
+                                        "directory is unpickled.")
     parser.add_argument("experiment_dir", help="the experiment directory: STORAGE_PATH/NAME (finished, running, "
                                                "interrupted or copied back from cloud storage)")
     parser.add_argument("--out", help="where to write the report (default: EXPERIMENT_DIR/report)")

@@ -1,11 +1,13 @@
 """The report's first section: the best model's file, a large grid of its samples, and the command
 that retrains its configuration from scratch."""
 
+import pickle
 import shlex
 from pathlib import Path
 
 import pandas as pd
 
+from models.errors import UserInputError
 from models.grids import save_grid
 from tuner.analysis.frames import recorded_spec
 from tuner.handover import BEST_GENERATOR, best_generator_file, read_generator, sample
@@ -15,15 +17,35 @@ BEST_SAMPLES, BEST_SAMPLES_PER_ROW, BEST_SAMPLES_SEED = 100, 10, 0
 DATA_OPTIONS = ("limit", "data_dir")  # the search's, which models.train takes as flags too
 
 
-def retrain_config(analysis, experiment_dir, trial_id: str) -> dict:
+def retrain_config(experiment, experiment_dir, trial_id: str) -> dict:
     """The trial's config as Ray recorded it (model, dataset, epochs, seed and every hyperparameter it
     ran with) plus the search's data options (search-spec.json), so the command trains on the same images."""
-    config = dict(next(t for t in analysis.trials if t.trial_id == trial_id).config)
+    config = dict(next(t for t in experiment.trials if t.trial_id == trial_id).config)
     spec = recorded_spec(experiment_dir)
     return {**config, **{k: spec[k] for k in DATA_OPTIONS if spec.get(k) is not None}}
 
 
-def best_model_blocks(analysis, experiment_dir, best: pd.Series, plot_dir: Path) -> list:
+def generator_blocks(path: Path, experiment_dir, best: pd.Series, plot_dir: Path) -> list:
+    """Where the best trial's generator file is and a grid of its samples; a file torch's weights-only
+    loader refuses (anything but tensors and plain containers) or cannot read is named, not sampled."""
+    try:
+        generator, meta = read_generator(path)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, KeyError, UserInputError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return [("p", f"{path} cannot be loaded as a generator, so it is not sampled here ({reason}).")]
+    blocks = [("p", f"Trial {best['trial_id']}'s generator at its best evaluation by objective (epoch "
+                    f"{meta['epoch']:g}, objective {meta['objective']:.4g}): {path}. Load it with "
+                    f"tuner.handover.load_generator({str(experiment_dir)!r}) or sample it with "
+                    f"python -m tuner.sample {shlex.quote(str(experiment_dir))} --n 64 --out grid.png.")]
+    if meta["value_range"] is not None:
+        grid = save_grid(sample(generator, meta, BEST_SAMPLES, BEST_SAMPLES_SEED), plot_dir / "best_samples.png",
+                         nrow=BEST_SAMPLES_PER_ROW)
+        blocks.append(("img", (grid, f"{BEST_SAMPLES} samples of the best model ({BEST_GENERATOR} of trial "
+                                     f"{best['trial_id']}, seed {BEST_SAMPLES_SEED}).")))
+    return blocks
+
+
+def best_model_blocks(experiment, experiment_dir, best: pd.Series, plot_dir: Path) -> list:
     """Report blocks for the rank-1 trial `best` (a row of the trials frame)."""
     from models.train import retrain_command
 
@@ -36,18 +58,9 @@ def best_model_blocks(analysis, experiment_dir, best: pd.Series, plot_dir: Path)
         blocks.append(("p", f"Trial {best['trial_id']} kept no {BEST_GENERATOR} (it has no evaluation yet, its "
                             "trainer is a plug-in, or the experiment predates the file)."))
     else:
-        generator, meta = read_generator(path)
-        blocks.append(("p", f"Trial {best['trial_id']}'s generator at its best evaluation by objective (epoch "
-                            f"{meta['epoch']:g}, objective {meta['objective']:.4g}): {path}. Load it with "
-                            f"tuner.handover.load_generator({str(experiment_dir)!r}) or sample it with "
-                            f"python -m tuner.sample {shlex.quote(str(experiment_dir))} --n 64 --out grid.png."))
-        if meta["value_range"] is not None:
-            grid = save_grid(sample(generator, meta, BEST_SAMPLES, BEST_SAMPLES_SEED), plot_dir / "best_samples.png",
-                             nrow=BEST_SAMPLES_PER_ROW)
-            blocks.append(("img", (grid, f"{BEST_SAMPLES} samples of the best model ({BEST_GENERATOR} of trial "
-                                         f"{best['trial_id']}, seed {BEST_SAMPLES_SEED}).")))
+        blocks += generator_blocks(path, experiment_dir, best, plot_dir)
     if best["model"] not in TRAINERS:
         return blocks + [("p", f"Its trainer is a plug-in ({best['model']}): retrain it with that trainer; "
                                "models.train trains the built-in GAN and VAE only.")]
     return blocks + [("p", "Retrain this configuration from scratch:"),
-                     ("pre", retrain_command(retrain_config(analysis, experiment_dir, best["trial_id"])))]
+                     ("pre", retrain_command(retrain_config(experiment, experiment_dir, best["trial_id"])))]

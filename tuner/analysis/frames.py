@@ -1,14 +1,21 @@
 """pandas frames over what Ray Tune wrote: one row per trial, and one row per trial per report.
 
-Everything is read through Ray's `ExperimentAnalysis` (the experiment state, each trial's
-config, status, failures and result rows), the `error.txt` Ray writes for a failed trial and the
-experiment's search-spec.json; there is no bookkeeping of our own to drift from Ray's. Works on
-finished, running, interrupted and copied-back experiment directories.
+Nothing in an experiment directory is unpickled. Experiments are copied back from cloud storage or
+handed over by others, and Ray's own reader (`ExperimentAnalysis`) unpickles parts of
+experiment_state-*.json, so a planted payload would run on the reading machine. This module reads
+JSON only: the newest experiment_state-*.json with plain `json` (each trial's id, status, config,
+directory and failure count; the pickled values Ray embeds are left as they are, except the trial's
+resource bundle, which is decoded from the pickle's opcodes without executing any), each trial's
+result.json, the error.txt Ray writes for a failed trial, and the experiment's search-spec.json.
+Ray's pickles (tuner.pkl, params.pkl, searcher state, error.pkl) are never opened. The report's
+best-model section loads best_generator.pt with torch's weights_only loader, which builds tensors
+and plain containers only. Works on finished, running, interrupted and copied-back experiments.
 """
 
 import json
 import math
-import warnings
+import pickletools
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +30,7 @@ from tuner.trainers import TRAINERS, builtin_config
 EXPERIMENT_STATE = "experiment_state-*.json"
 RAY_COLUMNS = ("checkpoint_dir_name", "should_checkpoint", "done", "date", "time_since_restore",
                "iterations_since_restore", "experiment_tag")  # Ray's bookkeeping, not trial results
+NUMBER_OPCODES = ("BINFLOAT", "FLOAT", "BININT", "BININT1", "BININT2", "INT", "LONG", "LONG1")
 
 
 def absolute(path) -> str:
@@ -31,39 +39,145 @@ def absolute(path) -> str:
     return path if "://" in path else str(Path(path).resolve())
 
 
-def open_experiment(path):
-    """Ray's ExperimentAnalysis for an experiment directory, or one clear error saying what was expected."""
-    from ray.tune import ExperimentAnalysis
+@dataclass
+class TrialRecord:
+    """One trial as Ray's experiment state records it."""
+    trial_id: str
+    config: dict
+    status: str  # Ray's: PENDING, RUNNING, PAUSED, TERMINATED or ERROR
+    path: str  # the trial directory: a local path, or a URI
+    location: str  # the same on the experiment's pyarrow filesystem
+    reported: bool  # Ray recorded at least one report
+    num_failures: int
+    resources: dict  # the trial's resource bundle, e.g. {"CPU": 1.0, "GPU": 0.5}
 
-    path = str(path)
-    if "://" not in path:
-        folder = Path(path)
-        if not folder.is_dir():
-            raise UserInputError(f"experiment_dir: {path} is not a directory; expected a Ray Tune experiment "
-                                 "directory (STORAGE_PATH/NAME, as written by tuner/run.py)")
-        if not any(folder.glob(EXPERIMENT_STATE)):
-            raise UserInputError(f"experiment_dir: {path} is not a Ray Tune experiment; expected a directory "
-                                 f"holding {EXPERIMENT_STATE} (STORAGE_PATH/NAME, as written by tuner/run.py)")
+
+@dataclass
+class Experiment:
+    """An experiment directory read as JSON: its trials, their result rows and what could not be read."""
+    path: str
+    filesystem: object  # pyarrow.fs.FileSystem
+    trials: list
+    rows: dict  # trial_id -> DataFrame of its result.json lines
+    unreadable_lines: dict  # trial_id -> lines of its result.json that are not a JSON object
+
+
+def read_text(filesystem, location: str) -> str | None:
+    """A file's text on a pyarrow filesystem; None when it is not there."""
+    import pyarrow.fs
+    if filesystem.get_file_info(location).type != pyarrow.fs.FileType.File:
+        return None
+    with filesystem.open_input_stream(location) as stream:
+        return stream.read().decode(errors="replace")
+
+
+def without_pickles(value):
+    """A JSON value with the pickled values Ray embeds ({"_type": ..., "value": HEX}) left unread."""
+    if isinstance(value, dict):
+        if set(value) == {"_type", "value"}:
+            return f"<{value['_type']}, not unpickled>"
+        return {key: without_pickles(item) for key, item in value.items()}
+    return [without_pickles(item) for item in value] if isinstance(value, list) else value
+
+
+def first_bundle(pickled_hex) -> dict:
+    """The first resource bundle ({"CPU": 1.0, "GPU": 0.5}) of the PlacementGroupFactory Ray keeps
+    pickled in its state, read from the pickle's opcodes: `pickletools.genops` decodes them without
+    running anything, where unpickling would run whatever the file says. {} when unreadable."""
+    bundle, key, inside, dicts = {}, None, False, 0
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Ray warns about metrics missing from trials with no reports
-            return ExperimentAnalysis(absolute(path))
-    except Exception as err:  # Ray raises several types for an unreadable state
-        raise UserInputError(f"experiment_dir: cannot read the Ray Tune experiment at {path} ({err})"
+        for opcode, arg, _ in pickletools.genops(bytes.fromhex(pickled_hex)):
+            if not inside:
+                inside = arg == "_bundles"
+                continue
+            dicts += opcode.name == "EMPTY_DICT"
+            if opcode.name in ("APPEND", "APPENDS") or dicts > 1:  # the first bundle is complete
+                break
+            if isinstance(arg, str):
+                key = arg
+            elif opcode.name in NUMBER_OPCODES and key is not None:
+                bundle[key], key = float(arg), None
+    except (ValueError, TypeError):  # not hex, not a pickle
+        return {}
+    return bundle
+
+
+def trial_record(state: dict, metadata: dict, experiment: str, root: str) -> TrialRecord:
+    relative = state["relative_logdir"]
+    return TrialRecord(
+        trial_id=state["trial_id"], config=without_pickles(state.get("config") or {}),
+        status=state.get("status", "PENDING"), path=f"{experiment.rstrip('/')}/{relative}",
+        location=f"{root.rstrip('/')}/{relative}", reported=bool(metadata.get("last_result")),
+        num_failures=int(metadata.get("num_failures") or 0),
+        resources=first_bundle(state.get("placement_group_factory")))
+
+
+def read_trials(filesystem, experiment: str, root: str, state_file: str) -> list[TrialRecord]:
+    """The trials in Ray's experiment state, read with plain `json` (Ray's reader unpickles)."""
+    try:
+        state = json.loads(read_text(filesystem, state_file))
+        return [trial_record(json.loads(trial), json.loads(metadata), experiment, root)
+                for trial, metadata in state["trial_data"]]
+    except (TypeError, ValueError, KeyError) as err:
+        raise UserInputError(f"experiment_dir: {state_file} is not a Ray Tune experiment state ({err})"
                              .split("\n")[0]) from None
+
+
+def read_result_rows(filesystem, trial: TrialRecord) -> tuple[pd.DataFrame, int]:
+    """The trial's result.json as a frame (nested keys joined with "/", as Ray does), and how many of
+    its lines are not a JSON object. Such a line (a write cut short, a disk error) is skipped alone:
+    the reports before and after it are good."""
+    text = read_text(filesystem, f"{trial.location}/result.json")  # ahead of the state while running
+    rows, unreadable = [], 0
+    for line in (text or "").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            unreadable += 1
+    return (pd.json_normalize(rows, sep="/") if rows else pd.DataFrame()), unreadable
+
+
+def open_experiment(path) -> Experiment:
+    """An experiment directory read as JSON (see the module docstring), or one clear error saying
+    what was expected."""
+    import pyarrow.fs
+
+    path = absolute(path)
+    expected = "expected a Ray Tune experiment directory (STORAGE_PATH/NAME, as written by tuner/run.py)"
+    try:
+        filesystem, root = pyarrow.fs.FileSystem.from_uri(path)
+        found = filesystem.get_file_info(root).type
+    except (OSError, ValueError) as err:
+        raise UserInputError(f"experiment_dir: cannot open {path} ({err}); {expected}") from None
+    if found != pyarrow.fs.FileType.Directory:
+        what = "does not exist" if found == pyarrow.fs.FileType.NotFound else "is not a directory"
+        raise UserInputError(f"experiment_dir: {path} {what}; {expected}")
+    names = sorted(info.base_name for info in filesystem.get_file_info(pyarrow.fs.FileSelector(root))
+                   if Path(info.base_name).match(EXPERIMENT_STATE))
+    if not names:
+        raise UserInputError(f"experiment_dir: {path} is not a Ray Tune experiment; expected a directory "
+                             f"holding {EXPERIMENT_STATE} (STORAGE_PATH/NAME, as written by tuner/run.py)")
+    trials = read_trials(filesystem, path, root, f"{root.rstrip('/')}/{names[-1]}")  # the newest, as Ray reads
+    rows, unreadable = {}, {}
+    for trial in trials:
+        rows[trial.trial_id], unreadable[trial.trial_id] = read_result_rows(filesystem, trial)
+    return Experiment(path, filesystem, trials, rows, unreadable)
 
 
 def recorded_spec(path) -> dict:
     """The experiment's SearchSpec as written (search-spec.json), {} for an experiment built without
     one. Plain JSON, not `SearchSpec.from_json`: validating would import a plug-in trainer that the
     machine reading a copied-back experiment may not have."""
-    import pyarrow.fs
-
     filesystem, file = spec_file(absolute(path))
-    if filesystem.get_file_info(file).type == pyarrow.fs.FileType.NotFound:
+    text = read_text(filesystem, file)
+    if text is None:
         return {}
-    with filesystem.open_input_stream(file) as stream:
-        text = stream.read().decode(errors="replace")
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
@@ -76,25 +190,10 @@ def latest_checkpoint(trial_path) -> Path | None:
     return checkpoints[-1] if checkpoints else None
 
 
-def intact_result_rows(trial) -> pd.DataFrame:
-    """Ray's result.json up to its first torn line. Ray drops a trial's rows altogether when the file
-    ends mid-line (a write cut short, e.g. by a full disk); the rows before it are still good."""
-    result = Path(trial.path) / "result.json"
-    rows = []
-    for line in (result.read_text(errors="replace").splitlines() if result.is_file() else []):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return pd.json_normalize(rows, sep="/") if rows else pd.DataFrame()
-
-
-def result_rows(analysis, trial) -> pd.DataFrame:
+def result_rows(experiment: Experiment, trial: TrialRecord) -> pd.DataFrame:
     """One trial's result rows in order, Ray's columns included; a report Ray recorded twice
     (replayed after a restore) counts once."""
-    frame = analysis.trial_dataframes.get(trial.trial_id)
-    if frame is None or frame.empty:
-        frame = intact_result_rows(trial)
+    frame = experiment.rows.get(trial.trial_id)
     if frame is None or frame.empty or "training_iteration" not in frame:
         return pd.DataFrame()
     frame = frame.drop_duplicates("training_iteration", keep="last").sort_values("training_iteration")
@@ -116,18 +215,16 @@ def load_history(path) -> pd.DataFrame:
     return history_frame(open_experiment(path))
 
 
-def history_frame(analysis) -> pd.DataFrame:
-    frames = [trial_history(result_rows(analysis, t), t) for t in analysis.trials]
+def history_frame(experiment: Experiment) -> pd.DataFrame:
+    frames = [trial_history(result_rows(experiment, t), t) for t in experiment.trials]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["trial_id", "model"])
 
 
-def error_message(trial) -> str | None:
+def error_message(experiment: Experiment, trial: TrialRecord) -> str | None:
     """The last line of Ray's error.txt for the trial: the exception and its message."""
-    error_file = Path(trial.path) / "error.txt"
-    if not error_file.is_file():
-        return None
-    lines = [line.strip() for line in error_file.read_text(errors="replace").splitlines() if line.strip()]
+    text = read_text(experiment.filesystem, f"{trial.location}/error.txt")
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else None
 
 
@@ -151,14 +248,13 @@ def recorded_end_reason(status: str, reported: str | None, reports: int, stopped
     return EndReason.RUNNING if reports else EndReason.PENDING
 
 
-def results_kept(trial) -> bool:
+def results_kept(experiment: Experiment, trial: TrialRecord) -> bool:
     """False when Ray recorded a report of the trial but its directory is gone (deleted, or not copied back)."""
     import pyarrow.fs
 
-    if not trial.has_reported_at_least_once:
+    if not trial.reported:
         return True
-    found = trial.storage.storage_filesystem.get_file_info(trial.path)
-    return found.type == pyarrow.fs.FileType.Directory
+    return experiment.filesystem.get_file_info(trial.location).type == pyarrow.fs.FileType.Directory
 
 
 def _spread_over_last_half(series: pd.Series) -> float:
@@ -229,29 +325,30 @@ def effective_config(config: dict) -> dict:
     return {**config, **resolved}
 
 
-def trial_row(analysis, trial, config: dict, budgeted: bool) -> dict:
-    rows = result_rows(analysis, trial)
+def trial_row(experiment: Experiment, trial: TrialRecord, config: dict, budgeted: bool) -> dict:
+    rows = result_rows(experiment, trial)
     history = trial_history(rows, trial)
     last = history.iloc[-1] if not history.empty else pd.Series(dtype=object)
-    bundle = trial.placement_group_factory.bundles[0] if trial.placement_group_factory else {}
-    error = error_message(trial)
+    bundle = trial.resources
+    error = error_message(experiment, trial)
     reported = last.get("end_reason") if not history.empty else None
     stopped_at_report = bool(rows["done"].iloc[-1]) if "done" in rows else False
     row = {
         "trial_id": trial.trial_id, **config,
         "end_reason": recorded_end_reason(trial.status, reported if isinstance(reported, str) else None,
-                                          len(history), stopped_at_report, budgeted, results_kept(trial)),
+                                          len(history), stopped_at_report, budgeted, results_kept(experiment, trial)),
         "status": trial.status, "error": error,
         **quality_figures(history), **stability_figures(history),
         "diverged": bool(history["diverged"].astype(bool).any()) if "diverged" in history else False,
         "collapsed_at_end": bool(last.get("collapsed", False)) if not history.empty else False,
+        "memorized_at_end": bool(last.get("memorized", False)) if not history.empty else False,
         "epochs_run": float(last.get("epoch", 0.0)) if not history.empty else 0.0,
         "reports": len(history),
         "wall_time_s": float(last.get("time_total_s", math.nan)) if not history.empty else math.nan,
         "train_seconds": float(history["train_seconds"].sum()) if "train_seconds" in history else math.nan,
         "eval_seconds": float(history["eval_seconds"].sum()) if "eval_seconds" in history else math.nan,
         "cpus": float(bundle.get("CPU", 0.0)), "gpus": float(bundle.get("GPU", 0.0)),
-        "num_failures": trial.run_metadata.num_failures,
+        "num_failures": trial.num_failures, "unreadable_lines": experiment.unreadable_lines.get(trial.trial_id, 0),
         "node_ip": last.get("node_ip"), "hostname": last.get("hostname"), "device": last.get("device"),
         "path": trial.path,
     }
@@ -264,13 +361,13 @@ def load_trials(path) -> pd.DataFrame:
     return trials_frame(open_experiment(path), recorded_spec(path))
 
 
-def trials_frame(analysis, spec: dict) -> pd.DataFrame:
-    """The trials of `analysis`; `spec` is the experiment's `recorded_spec`."""
+def trials_frame(experiment: Experiment, spec: dict) -> pd.DataFrame:
+    """The trials of `experiment`; `spec` is the experiment's `recorded_spec`."""
     from tuner.analysis.ranking import rank_trials
 
     budgeted = spec.get("budget_trial_epochs") is not None
-    configs = [effective_config(t.config) for t in analysis.trials]
-    frame = pd.DataFrame([trial_row(analysis, t, c, budgeted) for t, c in zip(analysis.trials, configs)])
+    configs = [effective_config(t.config) for t in experiment.trials]
+    frame = pd.DataFrame([trial_row(experiment, t, c, budgeted) for t, c in zip(experiment.trials, configs)])
     if frame.empty:
         return frame
     config_columns = list(dict.fromkeys(k for config in configs for k in config))

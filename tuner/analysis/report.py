@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from models.errors import UserInputError, require_writable
 from tuner.analysis import answers, plots
 from tuner.analysis.best_model import best_model_blocks
 from tuner.analysis.frames import history_frame, latest_checkpoint, open_experiment, recorded_spec, trials_frame
@@ -37,9 +38,9 @@ def epoch_grids(trial_path: str) -> list[Path]:
     return sorted((checkpoint / "grids").glob("epoch_*.png"), key=lambda p: float(p.stem.split("_", 1)[1]))
 
 
-def config_keys(trials: pd.DataFrame, analysis) -> list[str]:
+def config_keys(trials: pd.DataFrame, experiment) -> list[str]:
     keys = []
-    for trial in analysis.trials:
+    for trial in experiment.trials:
         keys += [k for k in trial.config if k not in keys]
     return [k for k in keys if k in trials]
 
@@ -48,13 +49,23 @@ def shown(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return frame[[c for c in columns if c in frame and frame[c].notna().any()]]
 
 
-def build_blocks(experiment_dir, out: Path, top: int) -> tuple[list, pd.DataFrame, pd.DataFrame]:
+def unreadable_lines_note(trials: pd.DataFrame) -> list:
+    """A paragraph naming the trials whose result.json had lines that are not JSON (skipped)."""
+    damaged = trials[trials["unreadable_lines"] > 0] if "unreadable_lines" in trials else trials[:0]
+    if damaged.empty:
+        return []
+    listed = ", ".join(f"{t['trial_id']} ({t['unreadable_lines']})" for _, t in damaged.iterrows())
+    return [("p", f"Skipped lines of result.json that are not JSON (a write cut short or a damaged copy), per "
+                  f"trial: {listed}. Every other report of these trials is shown.")]
+
+
+def build_blocks(experiment, experiment_dir, out: Path, top: int) -> tuple[list, pd.DataFrame, pd.DataFrame]:
     """The report's content as (kind, payload) blocks, with the trials and history frames."""
-    analysis = open_experiment(experiment_dir)  # read once: Ray parses every trial's results here
-    trials, history = trials_frame(analysis, recorded_spec(experiment_dir)), history_frame(analysis)
+    trials, history = trials_frame(experiment, recorded_spec(experiment_dir)), history_frame(experiment)
     name = Path(str(experiment_dir).rstrip("/")).name
     blocks = [("h1", f"GAN/VAE search report: {name}"),
               ("p", f"Experiment: {experiment_dir}. Written {time.strftime('%Y-%m-%d %H:%M:%S')}.")]
+    blocks += unreadable_lines_note(trials)
     if trials.empty or history.empty:
         blocks.append(("p", f"No finished reports yet: {len(trials)} trial(s) known to Ray, none has reported "
                             "an evaluation. Nothing to rank or plot."))
@@ -68,7 +79,7 @@ def build_blocks(experiment_dir, out: Path, top: int) -> tuple[list, pd.DataFram
                      "(two disjoint real samples of the same size: what a perfect model would score).")]
     plot_dir = out / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
-    blocks += best_model_blocks(analysis, experiment_dir, best, plot_dir)
+    blocks += best_model_blocks(experiment, experiment_dir, best, plot_dir)
     blocks += [("h2", "Ranking"), ("pre", RANKING_RULES.split("\n\n", 1)[1].strip()),
                ("h3", "By quality"), ("table", shown(trials, RANK_COLUMNS)),
                ("h3", "By stability"), ("table", shown(trials.sort_values("stability_rank"), STABILITY_COLUMNS))]
@@ -98,7 +109,7 @@ def build_blocks(experiment_dir, out: Path, top: int) -> tuple[list, pd.DataFram
     if not vae_table.empty:
         blocks += [("h3", "VAE by latent dimension (means)"), ("table", vae_table.reset_index())]
 
-    keys = config_keys(trials, analysis)
+    keys = config_keys(trials, experiment)
     found, missing = all_importances(trials, keys)
     blocks.append(("h2", f"Hyperparameter importance ({EVALUATOR_NAME}, Optuna)"))
     if found:
@@ -175,13 +186,19 @@ def to_html(blocks) -> str:
 
 
 def write_report(experiment_dir, out=None, top: int = 3) -> Path:
-    """Write every report file into `out` (default EXPERIMENT_DIR/report); returns report.html's path."""
+    """Write every report file into `out` (default EXPERIMENT_DIR/report); returns report.html's path.
+    The experiment is read before anything is created, so a wrong path leaves no folder behind."""
+    experiment = open_experiment(experiment_dir)
     out = Path(out) if out else Path(str(experiment_dir)) / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    blocks, trials, history = build_blocks(experiment_dir, out, top)
-    trials.to_csv(out / "trials.csv", index=False)
-    trials.to_parquet(out / "trials.parquet", index=False)
-    history.to_parquet(out / "history.parquet", index=False)
-    (out / "report.md").write_text(to_markdown(blocks, out))
-    (out / "report.html").write_text(to_html(blocks))
+    require_writable("out", out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        blocks, trials, history = build_blocks(experiment, experiment_dir, out, top)
+        trials.to_csv(out / "trials.csv", index=False)
+        trials.to_parquet(out / "trials.parquet", index=False)
+        history.to_parquet(out / "history.parquet", index=False)
+        (out / "report.md").write_text(to_markdown(blocks, out))
+        (out / "report.html").write_text(to_html(blocks))
+    except OSError as err:  # a full disk, a mount gone while writing
+        raise UserInputError(f"out: cannot write the report to {out} ({err.strerror or err})") from None
     return out / "report.html"
