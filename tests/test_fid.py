@@ -116,6 +116,11 @@ def test_checksum_mismatch_retrains_instead_of_reusing(data_dir, tmp_path):
     _, after_tamper = load_or_train_feature_net(small, test, tmp_path)
     assert after_tamper["retrained"] and after_tamper["checksum"] == first["checksum"]
 
+    for foreign in ({"a": 1}, [1, 2], {"checksum": first["checksum"], "arch": first["arch"]}):
+        torch.save(foreign, path)  # a valid torch file of another shape: retrained over, like a corrupt one
+        _, after_foreign = load_or_train_feature_net(small, test, tmp_path)
+        assert after_foreign["retrained"] and after_foreign["checksum"] == first["checksum"], foreign
+
     small.images[0, 0, 0, 0] += 0.5  # other data: a different checksum, never the old net
     _, other = load_or_train_feature_net(small, test, tmp_path)
     assert other["retrained"] and other["checksum"] != first["checksum"]

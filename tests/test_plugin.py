@@ -63,7 +63,7 @@ def test_own_gan_is_searched_evaluated_checkpointed_and_ranked(local_ray, data_d
     report = (experiment / "report" / "report.md").read_text()
     assert all(trial_id in report for trial_id in trials)
     checkpoint = max(next(experiment.glob(f"train_trial_{ranked['trial_id'].iloc[0]}*")).glob("checkpoint_*"))
-    state = torch.load(checkpoint / TRAINER_STATE, weights_only=False)
+    state = torch.load(checkpoint / TRAINER_STATE, weights_only=True)
     assert {"G", "D", "opt_g", "step"} <= set(state["trainer"])  # the plug-in's own state, resumable
     spec = json.loads((experiment / "search-spec.json").read_text())
     assert spec["trainer"] == TRAINER and spec["space"] == SPACE

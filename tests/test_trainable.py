@@ -75,9 +75,9 @@ def test_checkpoint_holds_the_trainer_state_to_resume_from(ray_with_one_logical_
     results = run_trials(datasets, tmp_path, [{}], seed=5)
     result = results[0]
     with result.checkpoint.as_directory() as path:
-        state = torch.load(f"{path}/{TRAINER_STATE}", weights_only=False)
+        state = torch.load(f"{path}/{TRAINER_STATE}", weights_only=True)
         grids = sorted(p.name for p in (Path(path) / GRIDS).iterdir())
-        best_file = torch.load(Path(path) / BEST_GENERATOR, weights_only=False)
+        best_file = torch.load(Path(path) / BEST_GENERATOR, weights_only=True)
     assert state["trainer"]["step"] == result.metrics["step"] and len(state["history"]) == 2
     assert grids == sorted(state["grids"]) == ["epoch_1.png", "epoch_2.png"]  # every report's grid, for the report
     frame = pd.DataFrame(result.metrics_dataframe)

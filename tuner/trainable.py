@@ -83,7 +83,8 @@ def train_trial(config: dict, *, datasets: dict, settings: TrialSettings) -> Non
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as path:
-            state = torch.load(Path(path) / TRAINER_STATE, map_location=device, weights_only=False)
+            # weights_only: a checkpoint handed over or copied back from storage cannot run code here
+            state = torch.load(Path(path) / TRAINER_STATE, map_location=device, weights_only=True)
         trainer.load_state_dict(state["trainer"])
         history, streak, grids = state["history"], state["collapse_streak"], state["grids"]
         rung = state.get("searcher_rung")  # absent from checkpoints of earlier versions

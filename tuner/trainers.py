@@ -11,7 +11,9 @@ training `models.data.Dataset` (images float32 in [0, 1], N x C x H x W, in `dat
                             and any other numbers, which are reported as they are.
     sample(n=None)          n generated images in [0, 1], shaped like the data, on any device;
                             with n None, the same fixed batch every call (the per-epoch grid).
-    state_dict() / load_state_dict(state)   everything needed to resume exactly (checkpoints).
+    state_dict() / load_state_dict(state)   everything needed to resume exactly (checkpoints): tensors,
+                                            numbers, strings, bytes and plain containers of them, since
+                                            checkpoints load with torch.load(weights_only=True).
     epoch                   float: epochs trained so far (the trial stops at config["epochs"]).
 
 Optional: `train_steps(n)` (train n steps, never past config["epochs"]; needed only for

@@ -178,7 +178,7 @@ def load_or_compute_reference(net: FeatureNet, train: Dataset, heldout: Dataset,
             cached = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # corrupt or foreign: recompute over it
             cached = {}
-        if all(cached.get(k) == v for k, v in key.items()):
+        if isinstance(cached, dict) and all(cached.get(k) == v for k, v in key.items()):  # not another shape
             return cached
     reference = compute_reference(net, train, heldout)
     atomic_torch_save({**key, **reference}, path)

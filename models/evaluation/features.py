@@ -121,7 +121,7 @@ def load_or_train_feature_net(train: Dataset, test: Dataset, cache_dir=None,
     path = feature_net_path(resolve_cache_dir(cache_dir), train.name, checksum)
     expected_arch = FeatureNet(train.images.shape[1], train.images.shape[-1], train.num_classes).arch
     cached = _read_cache(path)
-    if cached and cached["checksum"] == checksum and cached["arch"] == expected_arch:
+    if cached and cached.get("checksum") == checksum and cached.get("arch") == expected_arch and "state_dict" in cached:
         net = FeatureNet(**cached["arch"])
         net.load_state_dict(cached["state_dict"])
         meta = {k: cached[k] for k in ("checksum", "test_accuracy", "arch")}
@@ -137,9 +137,10 @@ def _read_cache(path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        cached = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # a corrupt or foreign file is retrained over, like a stale one
         return None
+    return cached if isinstance(cached, dict) else None  # a valid torch file of another shape, likewise
 
 
 def atomic_torch_save(obj, path: Path) -> None:
