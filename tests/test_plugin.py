@@ -131,3 +131,39 @@ def test_asha_stops_the_worse_trials_at_its_first_rung_and_the_analysis_says_ash
     assert trials.loc[5e-4, "epochs_run"] == 3.0 and trials.loc[5e-4, "end_reason"] == "completed"
     stopped = trials.loc[1e-9]
     assert stopped["epochs_run"].tolist() == [1.0, 1.0] and stopped["end_reason"].tolist() == ["asha", "asha"]
+
+
+def make_trainer_failing_once(config: dict, data, device):
+    """examples.tiny_gan's trainer, raising after its first epoch while the file `fail_flag` exists."""
+    from examples.tiny_gan import make_trainer
+    trainer = make_trainer(config, data, device)
+    train_epoch = trainer.train_epoch
+
+    def train_epoch_or_fail() -> dict:
+        if trainer.step > 0 and os.path.exists(config["fail_flag"]):
+            raise RuntimeError("planned failure after epoch 1")
+        return train_epoch()
+    trainer.train_epoch = train_epoch_or_fail
+    return trainer
+
+
+def test_a_pickle_planted_in_a_trials_checkpoint_runs_nothing_on_resume(local_ray, data_dir, tmp_path):
+    """A trial fails after its first checkpoint; a payload is planted in that checkpoint's trainer
+    state; --resume retries the errored trial from it. The state is loaded with weights_only, so
+    the payload is refused (the trial errors) and the file it would create never appears."""
+    from tests.test_bad_input import Payload
+    from tuner.build import tune
+    from tuner.spec import SearchSpec
+    flag, marker = tmp_path / "fail", tmp_path / "payload-ran"
+    flag.touch()
+    spec = SearchSpec(name="planted", storage_path=str(tmp_path), space="configs",
+                      trainer="tests.test_plugin:make_trainer_failing_once",
+                      trial_configs=({"lr": 5e-4, "fail_flag": str(flag)},), data_dir=str(data_dir), limit=640,
+                      eval_samples=200, epochs=3, early_stop=False, max_failures=0)
+    assert len(tune(spec).errors) == 1
+    [state] = (tmp_path / "planted").glob(f"train_trial_*/checkpoint_*/{TRAINER_STATE}")
+    torch.save({"trainer": Payload(marker), "history": []}, state)
+    flag.unlink()  # the retry would train on, were the state loaded
+    resumed = tune(spec, resume=True)
+    assert len(resumed.errors) == 1 and "weights_only" in str(resumed.errors[0])
+    assert not marker.exists()
