@@ -66,16 +66,18 @@ class TrialEpochBudget(tune.Stopper):
         return self.spent >= self.budget - 1e-9
 
 
-def reserve_leader(latest: dict[str, dict], running: set[str], budget: float, max_t: float) -> str | None:
+def reserve_leader(latest: dict[str, dict], running: set[str], budget: float, max_t: float,
+                   metric: str) -> str | None:
     """The running trial the rest of the budget must be kept for, or None. `latest`: each trial's
     latest report (an empty dict before its first). The leader is the running trial with the
-    lowest latest objective that is not yet at max_t; it is kept for once the budget left is no
-    more than its remaining epochs plus one epoch for each other running trial."""
+    lowest latest `metric` (the scheduler's, lower is better) that is not yet at max_t; it is kept
+    for once the budget left is no more than its remaining epochs plus one epoch for each other
+    running trial."""
     spent = sum(float(report.get("epoch", 0.0)) for report in latest.values())
-    candidates = [t for t in running if "objective" in latest[t] and float(latest[t].get("epoch", 0.0)) < max_t]
+    candidates = [t for t in running if metric in latest[t] and float(latest[t].get("epoch", 0.0)) < max_t]
     if not candidates:
         return None
-    leader = min(candidates, key=lambda t: latest[t]["objective"])
+    leader = min(candidates, key=lambda t: latest[t][metric])
     need = max_t - float(latest[leader]["epoch"]) + (len(running) - 1)
     return leader if budget - spent <= need + 1e-9 else None
 
@@ -84,7 +86,7 @@ class LeaderReserve:
     """A scheduler mixin for a search with a trial-epoch budget: keep the end of the budget for the
     best unfinished trial, so the search's best is trained to max_t rather than stopped half-way.
 
-    Once what is left of the budget is only what the best running trial (lowest latest objective,
+    Once what is left of the budget is only what the best running trial (lowest latest metric,
     not yet at max_t) needs to reach max_t, plus one epoch for each other running trial (they may
     finish the epoch they are in), every other running trial is stopped at its next report and no
     new trial starts. Without it, a search spends its last epochs starting trials the budget then
@@ -102,7 +104,7 @@ class LeaderReserve:
         trials = {t.trial_id: t for t in tune_controller.get_trials()}
         latest = {i: (result if t is reporting else t.last_result) or {} for i, t in trials.items()}
         running = {i for i, t in trials.items() if t.status == Trial.RUNNING or t is reporting}
-        leader = reserve_leader(latest, running, self.budget, self._max_t)
+        leader = reserve_leader(latest, running, self.budget, self._max_t, self._metric)
         return None if leader is None else trials[leader]
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:

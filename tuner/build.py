@@ -177,6 +177,7 @@ def build_tuner(spec: SearchSpec, datasets: dict | None = None, trainable=None, 
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
 
+    from tuner.objective import RUNG_METRIC
     from tuner.scheduler import ASHA_VARIANTS, BUDGETED_ASHA_VARIANTS
     from tuner.searchers import FixedConfigs, tpe_searcher
     from tuner.trainable import train_trial
@@ -213,7 +214,7 @@ def build_tuner(spec: SearchSpec, datasets: dict | None = None, trainable=None, 
         # epoch later, and --resume after a driver crash then fails that trial.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
         failure_config=tune.FailureConfig(max_failures=spec.max_failures))
-    tune_config = tune.TuneConfig(metric="objective", mode="min", search_alg=searcher, scheduler=scheduler,
+    tune_config = tune.TuneConfig(metric=RUNG_METRIC, mode="min", search_alg=searcher, scheduler=scheduler,
                                   num_samples=num_samples, max_concurrent_trials=spec.max_concurrent)
     if overwrite:
         delete_experiment(spec.experiment_path)

@@ -113,6 +113,7 @@ def train_trial(config: dict, *, datasets: dict, settings: TrialSettings) -> Non
             "reasons": "; ".join(evaluation["reasons"]),
             "diverged": diverged, "collapse_streak": streak, "end_reason": reason.value if reason else None,
             "objective": objective(evaluation["fid"], evaluation["collapsed"], diverged),
+            "rung_objective": objective(evaluation["fid"], counted, diverged),  # what ASHA compares
             "searcher_objective": searcher_objective(*rung, reason),
             "eval_seconds": eval_seconds,
             "node_ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(),
