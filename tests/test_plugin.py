@@ -13,6 +13,7 @@ import torch
 
 from tests.conftest import REPO, read_result_json
 from tuner.analysis import load_trials
+from tuner.objective import COLLAPSE_PENALTY
 from tuner.run import main
 from tuner.trainable import TRAINER_STATE
 
@@ -100,11 +101,14 @@ def test_a_warm_up_verdict_never_stops_and_the_stopper_ends_after_warm_up_plus_p
                                                                                           tmp_path):
     """Flagged at every report (all images alike): the epoch-1 verdict is inside the 1-epoch warm-up
     and stops nothing; epochs 2 and 3 are two flagged evaluations in a row, so patience 2 ends the
-    trial at epoch 3 of 5."""
+    trial at epoch 3 of 5. The reported objective penalises every flagged report; what ASHA compares
+    (rung_objective) leaves out the warm-up's verdict only."""
     experiment = search(tmp_path, "patience", data_dir, "--num-samples", "1", "--epochs", "5",
                         "--fixed", "ignore_noise=true", "--collapse-patience", "2", "--collapse-warmup", "1")
     [(_, rows)] = results(experiment).values()
     assert rows["collapsed"].tolist() == [True, True, True]
+    assert (rows["objective"] == rows["fid"] + COLLAPSE_PENALTY).all()
+    assert rows["rung_objective"].tolist() == [rows["fid"].iloc[0], *rows["objective"].iloc[1:]]
     assert rows["training_iteration"].tolist() == [1, 2, 3]
     assert rows["end_reason"].isna().tolist() == [True, True, False] and rows["end_reason"].iloc[-1] == "collapse"
     [trial] = load_trials(experiment).to_dict("records")
