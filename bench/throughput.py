@@ -97,7 +97,7 @@ def bench_arch(arch: str, args, device: torch.device) -> dict:
             "steps_per_round": steps, "rounds_images_per_s": {n: [round(v, 1) for v in vs] for n, vs in rounds.items()}}
 
 
-def main():
+def main(argv=None):
     p = harness.parser(__doc__)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where both arms train; auto = cuda when available, else cpu")
@@ -111,7 +111,7 @@ def main():
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers of the baseline loop")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0 = torch's default")
     p.add_argument("--out", type=Path, help="JSON file (default: bench/results/throughput_<device type>.json)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     args.data_dir = resolve_data_dir(args.data_dir)
     if args.threads:
         torch.set_num_threads(args.threads)

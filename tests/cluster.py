@@ -175,15 +175,16 @@ class Cluster:
         return {**self.base_env, "RAY_ADDRESS": self.address}
 
     def _start(self, name: str, ip: str, args: list, extra_env: dict | None, timeout: float,
-               attempts: int = 3) -> Node:
-        """`ray start --block` for one node; tried again (with fresh ports) if it did not come up."""
+               attempts: int = 3, wrapper: list | None = None) -> Node:
+        """`ray start --block` for one node; tried again (with fresh ports) if it did not come up.
+        `wrapper` is a command that execs the rest (e.g. one giving the node a filesystem of its own)."""
         temp_dir = self.temp_root / name
         temp_dir.mkdir(exist_ok=True)
         log = self.root / f"{name}.log"
         env = {**self.base_env, **(extra_env or {})}
         for attempt in range(attempts):
             ports = [arg for flag, port in zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))) for arg in (flag, str(port))]
-            cmd = [str(RAY), "start", "--block", f"--node-ip-address={ip}", f"--temp-dir={temp_dir}",
+            cmd = [*(wrapper or []), str(RAY), "start", "--block", f"--node-ip-address={ip}", f"--temp-dir={temp_dir}",
                    "--object-store-memory=200000000", "--disable-usage-stats", *ports, *args]
             process = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
                                        start_new_session=True, cwd=self.root, preexec_fn=stop_with_parent)
@@ -200,18 +201,19 @@ class Cluster:
                 return node
         raise AssertionError("unreachable")
 
-    def start_head(self, timeout: float = 120) -> Node:
-        """A head with no trial resources: it runs the GCS and the drivers, never a trial."""
+    def start_head(self, timeout: float = 120, args: tuple = (), extra_env: dict | None = None) -> Node:
+        """A head with no trial resources: it runs the GCS and the drivers, never a trial. `args` go
+        to its `ray start` (e.g. --autoscaling-config)."""
         self.head = self._start("head", "127.0.0.1", [
             "--head", f"--port={self.port}", "--num-cpus=0", "--num-gpus=0", "--include-dashboard=false",
-            f"--dashboard-port={self.dashboard_port}"], None, timeout)
+            f"--dashboard-port={self.dashboard_port}", *args], extra_env, timeout)
         return self.head
 
     def add_worker(self, name: str, num_cpus: float, num_gpus: float, extra_env: dict | None = None,
-                   timeout: float = 120) -> Node:
+                   timeout: float = 120, wrapper: list | None = None) -> Node:
         ip = f"127.0.0.{2 + len(self.workers)}"
         node = self._start(name, ip, [f"--address={self.address}", f"--num-cpus={num_cpus:g}",
-                                      f"--num-gpus={num_gpus:g}"], extra_env, timeout)
+                                      f"--num-gpus={num_gpus:g}"], extra_env, timeout, wrapper=wrapper)
         self.workers[name] = node
         node.node_id = self.wait_for_node(ip)
         return node
