@@ -9,12 +9,14 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from models.errors import UserInputError, require_choice
+from models.toy_data import TOY_SETS
 
 DATA_DIR_ENV = "GANTUNE_DATA_DIR"
 DEFAULT_DATA_DIR = Path.home() / ".cache" / "gantune" / "datasets"
@@ -231,25 +233,11 @@ def _image_folder(root: Path, image_size: int) -> Dataset:
     return Dataset("image_folder", torch.stack(images), labels, len(ds.classes))
 
 
-def _ring_of_gaussians(n: int, seed: int, modes: int = 8, radius: float = 2.0,
-                       std: float = 0.02) -> Dataset:
-    """The classic mode-collapse test: 8 tight Gaussians evenly spaced on a circle."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(modes, (n,), generator=g)
-    angle = labels.float() * (2 * math.pi / modes)
-    centers = radius * torch.stack([angle.cos(), angle.sin()], dim=1)
-    return Dataset("toy2d_ring", centers + std * torch.randn(n, 2, generator=g), labels, modes)
-
-
-def _two_moons(n: int, seed: int, noise: float = 0.05) -> Dataset:
-    """Two interleaved, offset semicircles (the A5 seed's toy set)."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(2, (n,), generator=g)
-    t = torch.rand(n, generator=g) * math.pi
-    upper = torch.stack([t.cos(), t.sin()], dim=1)
-    lower = torch.stack([1 - t.cos(), 0.5 - t.sin()], dim=1)
-    points = torch.where(labels[:, None] == 0, upper, lower)
-    return Dataset("toy2d_moons", points + noise * torch.randn(n, 2, generator=g), labels, 2)
+def _toy(name: str, toy_size: int, seed: int, train: bool, **_) -> Dataset:
+    """A 2-D toy set of models.toy_data: toy_size points; the held-out split is a fresh draw (the next seed)."""
+    toy = TOY_SETS[name]
+    points, labels = toy.draw(toy_size, seed + (0 if train else 1))
+    return Dataset(name, points, labels, toy.num_regions)
 
 
 # name -> loader(root, train, download, image_size, idx_images, idx_labels, toy_size, seed); a loader
@@ -260,8 +248,7 @@ DATASETS = {
     "idx": lambda idx_images, idx_labels, **_: _idx(idx_images, idx_labels),
     "cifar10": lambda root, train, download, **_: _cifar10(root, train, download),
     "image_folder": lambda root, image_size, **_: _image_folder(root, image_size or 64),
-    "toy2d_ring": lambda toy_size, seed, train, **_: _ring_of_gaussians(toy_size, seed + (0 if train else 1)),
-    "toy2d_moons": lambda toy_size, seed, train, **_: _two_moons(toy_size, seed + (0 if train else 1)),
+    **{name: partial(_toy, name) for name in TOY_SETS},  # toy2d_ring, toy2d_moons, toy2d_semicircles
 }
 
 

@@ -43,13 +43,15 @@ def capped_steps(trainer, num_steps: int, epochs: float) -> int:
 
 
 class BuiltinGAN(GANTrainer):
-    """GANTrainer under the protocol: its generator draws in [-1, 1], the protocol's samples are in [0, 1]."""
+    """GANTrainer under the protocol: its generator draws images in [-1, 1], the protocol's are in [0, 1];
+    points of the 2-D toy sets stay in the data's coordinates, as the generator draws them."""
 
     def train_steps(self, num_steps: int, progress: bool = False) -> dict:
         return super().train_steps(capped_steps(self, num_steps, self.config.epochs), progress)
 
     def sample(self, n: int | None = None):
-        return from_gan_range(super().sample(n))
+        samples = super().sample(n)
+        return from_gan_range(samples) if samples.dim() == 4 else samples
 
 
 class BuiltinVAE(VAETrainer):
