@@ -315,5 +315,10 @@ def train_epochs(args, trainer, train, test, evaluator, eval_samples: int, histo
                 break
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line (python -m models.train, gantune-train): bad input is one line and exit status 2."""
     exit_on_user_error(main)
+
+
+if __name__ == "__main__":
+    cli()

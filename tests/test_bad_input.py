@@ -50,6 +50,7 @@ CASES = [
     ("run", ["--eval-samples", "1"], "eval-samples", None),
     ("run", ["--seed", "100000000000000000000"], "seed", None),
     ("run", ["--max-concurrent", "0"], "max-concurrent", None),
+    ("run", ["--limit", "1", "--storage-path", "{tmp}/runs"], "limit: 1 images are fewer than one batch", None),
     ("run", ["--fixed", "z_dim=2.5"], "z_dim", None),
     ("run", ["--fixed", "lr_g=fast"], "lr_g", None),
     ("run", ["--model", "vae", "--fixed", "regularized=no"], "regularized", None),
@@ -227,6 +228,13 @@ def test_bad_input_is_one_error_line_exit_2_and_changes_nothing(outcomes, number
     assert len(errors) == 1 and lines[-1] == errors[0] and (len(lines) == 1 or "Ray" in stderr), stderr
     assert outcome["named"] in errors[0], errors[0]
     assert outcome["after"] == outcome["before"]
+
+
+def test_a_limit_below_a_batch_is_refused_before_ray_starts_or_storage_is_made(outcomes):
+    """Every trial would fail (and be retried) inside Ray; the spec refuses it first."""
+    number = next(n for n, c in enumerate(CASES) if c[0] == "run" and c[1][:2] == ["--limit", "1"])
+    assert outcomes[number]["done"].stderr.strip().count("\n") == 0  # no line of a Ray starting
+    assert not (outcomes[number]["tmp"] / "runs").exists()
 
 
 def test_analysis_of_a_missing_directory_creates_nothing(outcomes, inputs):

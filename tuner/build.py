@@ -20,6 +20,7 @@ from pathlib import Path
 from models.data import load_dataset
 from models.errors import UserInputError
 from tuner.spec import DEFAULT_NUM_SAMPLES, LIST_SPACES, SearchSpec, config_for
+from tuner.storage_check import check_shared_storage
 
 LOCK_SUFFIX = ".lock"  # STORAGE/NAME.lock, beside the experiment directory NAME
 
@@ -79,13 +80,13 @@ def connect_ray() -> bool:
 
 def load_datasets(spec: SearchSpec) -> dict:
     """name -> (training Dataset, Evaluator), built once on the driver and shipped via the object store."""
-    from models.evaluation import Evaluator
+    from models.evaluation import evaluator_for
     datasets = {}
     for name in spec.datasets:
         train = load_dataset(name, spec.data_dir, train=True)
         if spec.limit:
             train = train.subset(spec.limit, seed=spec.seed)
-        datasets[name] = (train, Evaluator.for_dataset(name, spec.data_dir, n_samples=spec.eval_samples))
+        datasets[name] = (train, evaluator_for(name, spec.data_dir, n_samples=spec.eval_samples))
     return datasets
 
 
@@ -178,6 +179,7 @@ def build_tuner(spec: SearchSpec, datasets: dict | None = None, trainable=None, 
     from ray.tune.schedulers import FIFOScheduler
 
     from tuner.objective import RUNG_METRIC
+    from tuner.progress import ProgressTable
     from tuner.scheduler import ASHA_VARIANTS, BUDGETED_ASHA_VARIANTS
     from tuner.searchers import FixedConfigs, tpe_searcher
     from tuner.trainable import train_trial
@@ -213,7 +215,10 @@ def build_tuner(spec: SearchSpec, datasets: dict | None = None, trainable=None, 
         # checkpoint is deleted before N newer ones exist. Kept by objective, it can be deleted one
         # epoch later, and --resume after a driver crash then fails that trial.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
-        failure_config=tune.FailureConfig(max_failures=spec.max_failures))
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        # fid, health and end reason per trial, sorted by RUNG_METRIC; verbose 1: that table and no
+        # line per report (Ray's default, 3, prints every report's metrics)
+        progress_reporter=ProgressTable(), verbose=1)
     tune_config = tune.TuneConfig(metric=RUNG_METRIC, mode="min", search_alg=searcher, scheduler=scheduler,
                                   num_samples=num_samples, max_concurrent_trials=spec.max_concurrent)
     if overwrite:
@@ -341,4 +346,5 @@ def tune(spec: SearchSpec, resume: bool = False, overwrite: bool = False):
             raise UserInputError(f"name: {spec.experiment_path} already holds an experiment; pass --resume to "
                                  "continue it, --overwrite to replace it, or a new --name")
         cluster_may_grow = connect_ray() if not ray.is_initialized() else False
+        check_shared_storage(spec.storage_path)  # other nodes must see it; a single-node Ray starts no task
         return build_tuner(spec, resume=resume, cluster_may_grow=cluster_may_grow, overwrite=overwrite).fit()

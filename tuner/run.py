@@ -22,7 +22,7 @@ from search_spaces.recipes import RECIPES
 from tuner.build import check_storage, tune
 from tuner.objective import EndReason, hyperparameters
 from tuner.scheduler import ASHA_VARIANTS
-from tuner.spec import MODELS, SPEC_FILE, SearchSpec, preset
+from tuner.spec import MODELS, SPEC_FILE, SearchSpec, preset, read_configs_file
 
 D = SearchSpec  # the defaults shown in --help are the spec's own
 
@@ -32,8 +32,13 @@ def build_parser() -> ArgumentParser:
                        epilog="Flags left unset take the --space preset's defaults.")
     p.add_argument("--space", default="full",
                    help="full: the whole Optuna space; smoke: tiny nets and data, about a minute on CPU; "
-                        "seed-grid: the lab's exact grid (both MNISTs, every run to the end); or "
-                        "package.module:function, your own Optuna define-by-run space (default: full)")
+                        "seed-grid: the lab's exact grid (both MNISTs, every run to the end); configs: the "
+                        "configurations of --configs FILE, each once, to the end; or package.module:function, "
+                        "your own Optuna define-by-run space (default: full)")
+    p.add_argument("--configs", metavar="FILE",
+                   help="with --space configs: a YAML or JSON list of configurations (hyperparameters, e.g. "
+                        "loss: wgan, and model: gan or vae), each trained once to the end with no early stopping; "
+                        "the labs' comparisons are in experiments/")
     p.add_argument("--model", choices=MODELS, help="built-in model family to search (default: gan; seed-grid: both)")
     p.add_argument("--trainer", help="package.module:factory: train your own model instead (the protocol is in "
                    "tuner/trainers.py); modules are found from the current directory, as with python -m")
@@ -131,10 +136,17 @@ def load_start_point(text: str) -> dict:
 
 def spec_from_args(args) -> SearchSpec:
     """The preset of --space, overridden by every flag given."""
-    skipped = ("space", "resume", "overwrite", "fixed", "start_from")
+    skipped = ("space", "resume", "overwrite", "fixed", "start_from", "configs")
     given = {k: v for k, v in vars(args).items() if v is not None and k not in skipped}
     start_from = tuple(load_start_point(text) for text in args.start_from or ())
-    return preset(args.space, fixed=parse_fixed(args.fixed), start_from=start_from, **given)
+    trial_configs = read_configs_file(args.configs) if args.configs else ()
+    try:
+        return preset(args.space, fixed=parse_fixed(args.fixed), start_from=start_from, trial_configs=trial_configs,
+                      **given)
+    except UserInputError as err:  # a configuration's bad value: name the file it came from
+        if args.configs and str(err).startswith("configs: configuration"):
+            raise UserInputError(f"configs: {args.configs}: {str(err).removeprefix('configs: ')}") from None
+        raise
 
 
 def plain(value):
@@ -152,6 +164,7 @@ def print_summary(results):
     import optuna
 
     from tuner.analysis import load_trials, write_report
+    from tuner.analysis.ranking import no_healthy_warning
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     experiment_path = results.experiment_path
     trials = load_trials(experiment_path)
@@ -167,6 +180,9 @@ def print_summary(results):
                                        **hyperparameters(config)}.items()}
     print(f"\nbest: fid={best['best_fid']:.3f} (floor {best['fid_floor']:.3f}) health={best['health']} "
           f"trial={best['trial_id']} config={config}")
+    warning = no_healthy_warning(trials)
+    if warning:
+        print(warning)
     if "://" in experiment_path:
         print(f"results: {experiment_path} (copy it back and run python -m tuner.analysis on it for the report)")
         return trials
@@ -230,10 +246,25 @@ def main(argv=None) -> None:
         print(f"interrupted with {unfinished} trial(s) unfinished; finish with: python tuner/run.py --name "
               f"{spec.name} --storage-path {spec.storage_path} --resume", file=sys.stderr)
         sys.exit(130)
-    errors = [r for r in results if r.error]
-    if errors:
-        print(f"{len(errors)} trial(s) errored; see their error.txt under {results.experiment_path}", file=sys.stderr)
+    if results.num_errors:
+        print(errored_summary(trials, results.num_errors, results.experiment_path), file=sys.stderr)
+        sys.exit(1)
+
+
+def errored_summary(trials, count: int, experiment_path: str) -> str:
+    """One line for a search whose trials errored: how many, and the first one's error (the last
+    line of its error.txt: the exception and its message)."""
+    errored = trials[trials["end_reason"] == EndReason.ERROR] if "end_reason" in trials else trials.iloc[:0]
+    first = next((f"; first, trial {row['trial_id']}: {row['error']}" for _, row in errored.iterrows()
+                  if isinstance(row.get("error"), str)), "")
+    return f"{count} trial(s) errored{first} (see error.txt in their directories under {experiment_path})"
+
+
+def cli() -> None:
+    """The command line (tuner/run.py, python -m tuner.run, gantune-tune): bad input is one line
+    and exit status 2 (models.errors), an errored trial exit status 1, an interrupt 130."""
+    exit_on_user_error(main)
 
 
 if __name__ == "__main__":
-    exit_on_user_error(main)
+    cli()

@@ -57,5 +57,10 @@ def main(argv=None) -> None:
         print(f"wrote {npz_out}: samples {samples.shape} float32 in [0, 1]")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line (python -m tuner.sample, gantune-sample): bad input is one line and exit status 2."""
     exit_on_user_error(main)
+
+
+if __name__ == "__main__":
+    cli()

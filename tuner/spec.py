@@ -15,14 +15,19 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
 
 from models.config import typed_fields
 from models.data import DATASETS
 from models.errors import UserInputError, require_choice, require_non_negative, require_positive, require_seed
 from models.evaluation.features import FEATURE_DIM
+from models.toy_data import TOY_SETS
 from tuner.objective import NON_HYPERPARAMETER_KEYS
 from tuner.scheduler import ASHA_VARIANTS
 
@@ -124,7 +129,10 @@ class SearchSpec:
             raise UserInputError(f"name: {self.name!r} must be a non-empty folder name")
         self.validate_space()
         self.validate_fixed()
+        self.validate_trial_configs()
+        self.validate_points_data()
         self.validate_start_from()
+        self.validate_limit()
 
     def validate_space(self) -> None:
         from tuner.trainers import load_reference
@@ -140,7 +148,8 @@ class SearchSpec:
         if self.trainer is not None:
             load_reference("trainer", self.trainer)
         if (self.space == "configs") != bool(self.trial_configs):
-            raise UserInputError("space: 'configs' runs trial_configs, which only it uses; give both or neither")
+            raise UserInputError("space: 'configs' runs trial_configs (--configs FILE), which only it uses; give both "
+                                 "or neither")
         if self.space in LIST_SPACES and self.num_samples is not None:
             raise UserInputError(f"num-samples: --space {self.space} runs each of its configs once; leave it out")
 
@@ -152,6 +161,37 @@ class SearchSpec:
                                  "with their own flags (--dataset, --epochs, --model, --seed)")
         if self.trainer is None and self.model in ("gan", "vae") and self.fixed:
             config_for(self.model, self.fixed, "fixed")
+
+    def validate_trial_configs(self) -> None:
+        """The configurations of space "configs": hyperparameters (and which built-in model) only, each
+        a valid config of its model with the pinned values, so a typo fails here, not in a trial."""
+        for number, point in enumerate(self.trial_configs, 1):
+            where = f"configs: configuration {number}"
+            settings = sorted(set(point) & set(NON_HYPERPARAMETER_KEYS) - {"model"})
+            if settings:
+                raise UserInputError(f"{where}: {', '.join(settings)}: run settings, not hyperparameters; set them "
+                                     "with their own flags (--dataset, --epochs, --seed)")
+            if self.trainer is None:
+                model = point.get("model", self.model)
+                if model not in ("gan", "vae"):
+                    raise UserInputError(f"{where}: model {model!r}: each configuration trains gan or vae")
+                config_for(model, {**point, **self.fixed}, where)
+
+    def validate_points_data(self) -> None:
+        """A 2-D toy set holds points, which the VAE and the DCGAN (images) cannot train: a built-in
+        space or list on one must train GANs with the MLP pair, pinned (--fixed arch=mlp) or in every
+        configuration, or every trial would fail once Ray has started it."""
+        toy = [name for name in self.datasets if name in TOY_SETS]
+        if not toy or self.trainer is not None or ":" in self.space:
+            return
+        numbered = enumerate(self.trial_configs, 1) if self.space == "configs" else [(None, {})]
+        for number, config in numbered:
+            config = {**config, **self.fixed}
+            if config.get("model", self.model) != "gan" or config.get("arch") != "mlp":
+                where, fix = (("dataset", "--model gan --fixed arch=mlp") if number is None else
+                              (f"configs: configuration {number}", "model: gan and arch: mlp in it"))
+                raise UserInputError(f"{where}: {toy[0]} holds 2-D points, which only a GAN with arch mlp trains; "
+                                     f"use {fix}")
 
     def validate_start_from(self) -> None:
         """Start points: only for a TPE space; hyperparameters (and which built-in model) only, each a
@@ -170,6 +210,19 @@ class SearchSpec:
                                                                    if model == "both" else ""))
             if self.trainer is None:
                 config_for(model, point, "start-from")
+
+    def validate_limit(self) -> None:
+        """--limit below a batch size fails every trial that draws it (trainers take whole batches),
+        and only once Ray has started and retried it: refused here instead. (Evaluation needs
+        nothing of the limited set: it scores against the whole training split.)"""
+        if self.limit is None:
+            return
+        numbers = [size for size in batch_sizes(self) if isinstance(size, (int, float)) and not isinstance(size, bool)]
+        largest = max(numbers, default=None)  # a plug-in's batch_size may be anything
+        if largest is not None and self.limit < largest:
+            raise UserInputError(f"limit: {self.limit} images are fewer than one batch of {largest}, a batch size "
+                                 f"this search's trials may use; give --limit {largest} or more, or pin a smaller "
+                                 "batch with --fixed batch_size=N")
 
     @property
     def warmup(self) -> float:
@@ -232,6 +285,39 @@ def config_for(model: str, values: dict, field_flag: str):
         raise UserInputError(f"{field_flag}: {err}") from None
 
 
+def batch_sizes(spec: SearchSpec) -> set[int]:
+    """The batch sizes trials of `spec` may train with: a pinned one; else each listed config's or
+    start point's, and every choice the space offers (one draw through the same function TPE samples,
+    read from Optuna's record of it). A built-in model's trial without one uses its config's default;
+    a plug-in's without one is not known."""
+    import optuna
+
+    from tuner.build import search_function, trial_configs
+    if "batch_size" in spec.fixed:
+        return {spec.fixed["batch_size"]}
+    if spec.space in LIST_SPACES:
+        configs = trial_configs(spec)
+    else:
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
+        try:
+            trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=spec.seed)).ask()
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+        configs = [search_function(spec)(trial), *spec.start_from]
+        searched = trial.distributions.get("batch_size")
+        if isinstance(searched, optuna.distributions.CategoricalDistribution):
+            return set(searched.choices) | {c["batch_size"] for c in spec.start_from if "batch_size" in c}
+    sizes = set()
+    for config in configs:
+        model = config.get("model", spec.trainer or spec.model)
+        if "batch_size" in config:
+            sizes.add(config["batch_size"])
+        elif model in ("gan", "vae"):
+            sizes.add(config_for(model, {}, "limit").batch_size)
+    return sizes
+
+
 def flag(key: str) -> str:
     """A spec field as its CLI flag is named in messages."""
     return {"datasets": "dataset"}.get(key, key).replace("_", "-")
@@ -248,6 +334,7 @@ PRESETS = {  # what each preset space changes from SearchSpec's defaults; explic
     "full": {},
     "smoke": dict(num_samples=4, epochs=2, limit=2000, eval_samples=500),
     "seed-grid": dict(model="both", datasets=("mnist", "fashion_mnist"), early_stop=False),
+    "configs": dict(early_stop=False),  # a comparison: every configuration runs to the end
 }
 
 
@@ -256,3 +343,41 @@ def preset(space: str = "full", **values) -> SearchSpec:
     `values` overriding any of its fields."""
     base = PRESETS.get(space, PRESETS["full"])
     return SearchSpec(space=space, **{**base, **values})
+
+
+class ConfigsLoader(yaml.SafeLoader):
+    """YAML 1.1 reads 5e-5 (no dot) as a string; in a configurations file it is the number."""
+
+
+ConfigsLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+                                    list("-+.0123456789"))
+
+
+def read_configs_file(path) -> tuple[dict, ...]:
+    """The configurations of a --configs file (SearchSpec.trial_configs): a list of mappings of
+    hyperparameters, in JSON when the name ends in .json, else in YAML. A problem is one error
+    naming the file; the values are checked when the spec is built."""
+    path = Path(path)
+    is_json = path.suffix.lower() == ".json"
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserInputError(f"configs: {path}: cannot be read ({getattr(err, 'strerror', None) or err})") from None
+    try:
+        configs = json.loads(text) if is_json else yaml.load(text, Loader=ConfigsLoader)
+    except json.JSONDecodeError as err:
+        raise UserInputError(f"configs: {path}: not valid JSON ({err.msg} at line {err.lineno}, column "
+                             f"{err.colno})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserInputError(f"configs: {path}: not valid YAML ({getattr(err, 'problem', None) or err}{where})"
+                             .split("\n")[0]) from None
+    if not isinstance(configs, list) or not configs:
+        found = "nothing" if configs is None or configs == [] else f"a {type(configs).__name__}"
+        raise UserInputError(f"configs: {path}: expected a list of configurations, found {found}")
+    for number, config in enumerate(configs, 1):
+        if not isinstance(config, dict) or not all(isinstance(key, str) for key in config):
+            raise UserInputError(f"configs: {path}: configuration {number} is a {type(config).__name__}, not a "
+                                 "mapping of hyperparameter names to values")
+    return tuple(configs)

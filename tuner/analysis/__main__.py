@@ -29,5 +29,10 @@ def main(argv=None) -> None:
     print(f"wrote {write_report(args.experiment_dir, args.out, args.top)}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line (python -m tuner.analysis, gantune-report): bad input is one line and exit status 2."""
     exit_on_user_error(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -23,6 +23,7 @@ import pandas as pd
 
 from models.config import GANConfig, VAEConfig
 from models.errors import UserInputError
+from tuner.analysis.ranking import in_warmup_verdict, rank_trials
 from tuner.objective import REPORTED_REASONS, EndReason
 from tuner.spec import SPEC_FILE, spec_file
 from tuner.trainers import TRAINERS, builtin_config
@@ -34,9 +35,10 @@ NUMBER_OPCODES = ("BINFLOAT", "FLOAT", "BININT", "BININT1", "BININT2", "INT", "L
 
 
 def absolute(path) -> str:
-    """A local path made absolute (Ray and pyarrow read a relative one as a URI with no scheme); a URI as it is."""
+    """A local path made absolute (Ray and pyarrow read a relative one as a URI with no scheme), `~`
+    expanded as SearchSpec does for --storage-path; a URI as it is."""
     path = str(path)
-    return path if "://" in path else str(Path(path).resolve())
+    return path if "://" in path else str(Path(path).expanduser().resolve())
 
 
 @dataclass
@@ -341,6 +343,7 @@ def trial_row(experiment: Experiment, trial: TrialRecord, config: dict, budgeted
         **quality_figures(history), **stability_figures(history),
         "diverged": bool(history["diverged"].astype(bool).any()) if "diverged" in history else False,
         "collapsed_at_end": bool(last.get("collapsed", False)) if not history.empty else False,
+        "immature_at_end": in_warmup_verdict(last) if not history.empty else False,  # flagged, but young
         "memorized_at_end": bool(last.get("memorized", False)) if not history.empty else False,
         "epochs_run": float(last.get("epoch", 0.0)) if not history.empty else 0.0,
         "reports": len(history),
@@ -363,8 +366,6 @@ def load_trials(path) -> pd.DataFrame:
 
 def trials_frame(experiment: Experiment, spec: dict) -> pd.DataFrame:
     """The trials of `experiment`; `spec` is the experiment's `recorded_spec`."""
-    from tuner.analysis.ranking import rank_trials
-
     budgeted = spec.get("budget_trial_epochs") is not None
     configs = [effective_config(t.config) for t in experiment.trials]
     frame = pd.DataFrame([trial_row(experiment, t, c, budgeted) for t, c in zip(experiment.trials, configs)])

@@ -1,8 +1,11 @@
-"""The ranking rules, in one place so the report, the CLI summary and the docs agree.
+"""The ranking rules, in one place so the report, the CLI summary, the live progress table and
+the docs agree.
 
 Quality ranking (`rank`): trials are first grouped by health, in this order: healthy,
-collapsed (ended by the collapse stopper or flagged collapsed at their last evaluation),
-memorized (ended by the stopper for copying training images, or judged so at their last
+immature (flagged collapsed at its last evaluation, but inside the collapse warm-up: a young GAN
+draws few classes and looks collapsed, so the verdict says "not trained enough", not "collapsed"),
+collapsed (ended by the collapse stopper, or flagged collapsed at its last evaluation after the
+warm-up), memorized (ended by the stopper for copying training images, or judged so at its last
 evaluation: good FIDs that must not win), diverged (non-finite losses or images at any report),
 error, and trials with no evaluation yet. Within a group, lower best FID first; ties broken by
 the fraction of evaluations flagged collapsed, then by the largest epoch-to-epoch FID worsening.
@@ -15,7 +18,27 @@ import pandas as pd
 
 from tuner.objective import EndReason
 
-HEALTH_ORDER = ("healthy", "collapsed", "memorized", "diverged", "error", "no evaluation")
+HEALTH_ORDER = ("healthy", "immature", "collapsed", "memorized", "diverged", "error", "no evaluation")
+
+
+def in_warmup_verdict(report) -> bool:
+    """A report flagged collapsed inside the warm-up. The trial counts a verdict after the warm-up
+    in `collapse_streak` (the stopper's count), so a flagged report with streak 0 is a warm-up
+    one. Reports without the streak (none written by this version) count as after the warm-up."""
+    streak = report.get("collapse_streak")
+    return bool(report.get("collapsed", False)) and streak is not None and not pd.isna(streak) and streak == 0
+
+
+def report_health(report) -> str:
+    """The health label of one report (a dict or a row of the history): what the live progress
+    table shows for a running trial."""
+    if report.get("diverged", False):
+        return "diverged"
+    if report.get("memorized", False):
+        return "memorized"  # as in `health`: copying training images is no sign of youth
+    if not report.get("collapsed", False):
+        return "healthy"
+    return "immature" if in_warmup_verdict(report) else "collapsed"
 
 
 def health(row: pd.Series) -> str:
@@ -27,9 +50,21 @@ def health(row: pd.Series) -> str:
         return "diverged"
     if row["end_reason"] == EndReason.MEMORIZED or row.get("memorized_at_end", False):
         return "memorized"  # before collapsed: a memorising evaluation is flagged collapsed as well
-    if row["end_reason"] == EndReason.COLLAPSE or row.get("collapsed_at_end", False):
+    if row["end_reason"] == EndReason.COLLAPSE:
         return "collapsed"
+    if row.get("collapsed_at_end", False):
+        return "immature" if row.get("immature_at_end", False) else "collapsed"
     return "healthy"
+
+
+def no_healthy_warning(trials: pd.DataFrame) -> str | None:
+    """One sentence for the end of a search and the top of its report when no trial is healthy
+    (the best trial's samples are then not worth using), saying what to try; None otherwise."""
+    if trials.empty or "health" not in trials or (trials["health"] == "healthy").any():
+        return None
+    counts = ", ".join(f"{count} {label}" for label, count in trials["health"].value_counts().items())
+    return (f"Warning: no trial is healthy ({counts}), so even the best one's samples are likely poor; try "
+            "more epochs (--epochs) and more training images (--limit), or more trials (--num-samples).")
 
 
 def _order(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
