@@ -3,6 +3,7 @@ GAN trained by Ray Tune on Fashion-MNIST, read while running, before any report,
 
 import base64
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from tests.conftest import REPO
 from tuner.analysis import load_history, load_trials, write_report
 from tuner.objective import CollapseStopper
 from tuner.searchers import FixedConfigs
+from tuner.spec import SPEC_FILE
 from tuner.trainable import TrialSettings, train_trial
 
 pytestmark = pytest.mark.slow
@@ -39,6 +41,12 @@ TRIALS = [  # (what it is meant to show, config)
     ("diverged", {"model": "gan", "loss": "bce", "lr_g": 1e3, "lr_d": 1e3, "width": 16, "batch_size": 64,
                   "epochs": 2}),
 ]
+
+
+# What this experiment ran with, as tuner.build would record it in search-spec.json; only the fields
+# that apply (it has no ASHA: the stopper alone, and each trial its own epochs).
+RUN_SETTINGS = {"space": "configs", "model": "both", "datasets": ["fashion_mnist"], "limit": 10000,
+                "eval_samples": EVAL_SAMPLES, "collapse_patience": 2, "collapse_warmup": 4, "seed": 0}
 
 
 def wait_for(condition, fit: threading.Thread, timeout=300.0):
@@ -75,6 +83,7 @@ def experiment(tmp_path_factory, fashion_train, data_dir):
     finally:
         fit.join()
         ray.shutdown()
+    (path / SPEC_FILE).write_text(json.dumps(RUN_SETTINGS))
     return {"path": path, "before_any_report": root / "before_any_report", "running": running}
 
 
@@ -129,7 +138,9 @@ def test_end_reasons_and_health_say_what_happened(trials):
     roles = by_role(trials)
     assert roles["healthy"]["end_reason"] == "completed" and roles["healthy"]["health"] == "healthy"
     assert roles["healthy"]["epochs_run"] == 5
-    assert roles["collapsed"]["health"] == "collapsed" and roles["collapsed"]["collapsed_fraction"] > 0
+    # flagged at its last evaluation, epoch 2, inside the 4-epoch warm-up: too young to call collapsed
+    assert roles["collapsed"]["health"] == "immature" and roles["collapsed"]["collapsed_at_end"]
+    assert roles["collapsed"]["collapsed_fraction"] > 0
     assert roles["diverged"]["end_reason"] == "diverged" and roles["diverged"]["health"] == "diverged"
     assert roles["diverged"]["reports"] == 1  # the stopper ended it at its first report
 
@@ -184,14 +195,18 @@ def test_reflection_answers_are_computed_from_the_trials(report, trials):
     markdown = (report / "report.md").read_text()
     diverged = by_role(trials)["diverged"]
     assert f"Trial {diverged['trial_id']} (" in markdown and "ended as diverged" in markdown
-    assert "Only latent dim 16 was tried" in markdown  # one VAE: says it cannot answer
+    assert "fashion_mnist: only latent dim 16 was tried" in markdown  # one VAE: says it cannot answer
     assert "importance needs at least 4" in markdown  # too few trials for Optuna's importance
 
 
 def test_a_running_experiment_loads(experiment):
+    """Read at the first report: the trials that started first (the VAE and the collapsing GAN) are
+    mid-run, with no end word in their reports, so they must say `running`, never `completed`."""
     running = experiment["running"]
-    assert len(running) >= 1
-    assert set(running["end_reason"]) <= {"running", "pending", "completed", "collapse", "diverged", "asha"}
+    mid_run = running[(running["reports"] > 0) & (running["epochs_run"] < running["epochs"])]
+    assert len(mid_run) >= 1, running[["trial_id", "reports", "epochs_run", "end_reason"]]
+    assert set(mid_run["end_reason"]) <= {"running", "diverged"} and "running" in set(mid_run["end_reason"])
+    assert set(running["end_reason"]) <= {"running", "pending", "completed", "collapse", "diverged"}
 
 
 def test_an_experiment_with_no_report_gets_a_report_saying_so(experiment, tmp_path):
@@ -230,3 +245,101 @@ def test_importance_names_the_parameter_that_drives_the_objective():
                           "best_objective": [abs(i - 11) * 40.0 for i in range(16)]})  # best at one lr
     scores, why = importances(frame, ["loss", "z_dim", "lr_g"], "objective")
     assert why == "" and scores.idxmax() == "lr_g", scores
+
+
+def markdown_table(markdown: str, heading: str) -> pd.DataFrame:
+    """The first table under `heading` in report.md, as strings."""
+    lines = markdown.split(f"{heading}\n", 1)[1].strip().splitlines()
+    table = lines[:lines.index("")] if "" in lines else lines
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table if not line.startswith("|---")]
+    return pd.DataFrame(rows[1:], columns=rows[0])
+
+
+def test_report_opens_with_the_run_settings(report, data_dir):
+    from models.data import load_dataset
+    from models.evaluation.evaluator import net_checksum
+    from models.evaluation.features import feature_net_identity, load_or_train_feature_net
+    markdown = (report / "report.md").read_text()
+    assert markdown.index("## Run settings") < markdown.index("## Best model")
+    settings = markdown_table(markdown, "## Run settings").set_index("setting")["value"]
+    assert settings["dataset(s)"] == "fashion_mnist"
+    assert settings["training images"] == "fashion_mnist: 10,000 of 60,000 (--limit)"
+    assert settings["epochs per trial"] == "2, 5"  # each trial's own
+    assert settings["evaluation samples"] == f"{EVAL_SAMPLES:,}"
+    assert settings["space"] == "configs (model: both)" and settings["trial-epochs"] == "8 spent (no budget)"
+    assert settings["metric"] == "FID in gantune's FeatureNet-128 space; not comparable with Inception FIDs"
+    train = load_dataset("fashion_mnist", data_dir, train=True, download=False)
+    identity = feature_net_identity(train)
+    net, _ = load_or_train_feature_net(train, load_dataset("fashion_mnist", data_dir, train=False, download=False))
+    assert identity["weights_sha256"] == net_checksum(net)  # the net the evaluator scores with
+    assert settings["feature net"] == (f"fashion_mnist: test accuracy {identity['test_accuracy']:.2%}, weights sha256 "
+                                       f"{identity['weights_sha256'][:16]}, trained on images sha256 "
+                                       f"{identity['data_sha256'][:16]}")
+    assert "Warning: no trial is healthy" not in markdown  # the VAE is
+
+
+def test_ranking_table_shows_every_searched_hyperparameter(report, trials):
+    """The GANs differ in lr_g and lr_d, and only the bce one has real_label; the rest is shared."""
+    table = markdown_table((report / "report.md").read_text(), "### By quality").set_index("trial_id")
+    assert {"loss", "z_dim", "latent_dim", "lr_g", "lr_d", "real_label", "classes_covered"} <= set(table)
+    assert not {"width", "batch_size", "epochs", "seed"} & set(table)
+    for _, trial in trials.iterrows():
+        row = table.loc[trial["trial_id"]]
+        for key in ("lr_g", "lr_d"):
+            assert row[key] == ("" if pd.isna(trial[key]) else f"{trial[key]:.4g}"), key
+    covered = table.loc[by_role(trials)["healthy"]["trial_id"], "classes_covered"]
+    assert re.fullmatch(r"(\d+) of 10 \((\d+)%\)", covered), covered
+
+
+def test_sample_strip_shows_each_epoch_once(report, trials):
+    markdown = (report / "report.md").read_text()
+    caption = re.search(r"\*Fixed-noise samples of the top trials.*\((.*)\)\.\*", markdown).group(1)
+    shown = dict(re.findall(r"#\d+ (\w+): epochs ([\d., ]+)", caption))
+    assert len(shown) == (trials["best_fid"].notna()).sum()  # the diverged GAN has no finite FID: no strip
+    for trial_id, epochs in shown.items():
+        values = [float(e) for e in epochs.split(", ")]
+        assert values == sorted(set(values)), (trial_id, epochs)
+    roles = by_role(trials)
+    assert shown[roles["collapsed"]["trial_id"]] == "1, 2"  # two reports: two grids, not epoch 2 twice
+    assert shown[roles["healthy"]["trial_id"]] == "1, 3, 5"
+
+
+def test_report_adds_progress_plots_per_dataset_tables_and_a_gan_interpolation(report):
+    markdown = (report / "report.md").read_text()
+    for plot in ("best_so_far.png", "fid_vs_collapse.png"):
+        assert f"(plots/{plot})" in markdown, plot
+    assert "### VAEs on fashion_mnist by latent dimension" in markdown
+    assert "### GANs on fashion_mnist by loss and z_dim" in markdown
+    interpolation = plt.imread(report / "plots" / "best_gan_interpolations.png", format="png")
+    assert interpolation.shape[:2] == (2 + 8 * 30, 2 + 10 * 30)  # 8 rows of 10 images of 28 px, padding 2
+    assert "(plots/best_gan_interpolations.png)" in markdown
+    page = (report / "report.html").read_text()
+    assert "each row walks a straight line in latent space" in page
+
+
+def test_no_healthy_trial_is_one_warning_at_the_top_saying_what_to_try():
+    from tuner.analysis.ranking import no_healthy_warning
+    from tuner.analysis.settings import no_healthy_blocks
+    unhealthy = pd.DataFrame({"health": ["immature", "immature", "diverged"]})
+    (kind, text), = no_healthy_blocks(unhealthy)
+    assert kind == "p" and text == no_healthy_warning(unhealthy)  # the search summary's sentence
+    assert text.count(". ") == 0 and "--epochs" in text and "--limit" in text
+    assert no_healthy_blocks(pd.DataFrame({"health": ["immature", "healthy"]})) == []
+
+
+def test_pareto_front_keeps_the_trials_nothing_beats_on_both_axes():
+    from tuner.analysis.progress import pareto_front
+    frame = pd.DataFrame({"trial_id": list("abcde"), "best_fid": [50.0, 40.0, 60.0, 30.0, float("inf")],
+                          "collapsed_fraction": [0.0, 0.5, 0.2, 1.0, 0.0]})
+    assert pareto_front(frame)["trial_id"].tolist() == ["a", "b", "d"]
+
+
+def test_best_so_far_counts_only_healthy_trials_in_the_order_they_finished():
+    from tuner.analysis.progress import best_so_far
+    trials = pd.DataFrame({"trial_id": list("abcd"), "health": ["healthy", "collapsed", "healthy", "immature"],
+                           "best_fid": [80.0, 10.0, 60.0, 5.0], "epochs_run": [2.0, 1.0, 3.0, 1.0]})
+    history = pd.DataFrame({"trial_id": list("dcba"), "timestamp": [40, 30, 20, 10]})
+    curve = best_so_far(trials, history)
+    assert curve["trial_id"].tolist() == ["a", "b", "c", "d"]
+    assert curve["trial_epochs"].tolist() == [2.0, 3.0, 6.0, 7.0]
+    assert curve["best_healthy_fid"].tolist() == [80.0, 80.0, 60.0, 60.0]

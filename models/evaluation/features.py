@@ -133,6 +133,24 @@ def load_or_train_feature_net(train: Dataset, test: Dataset, cache_dir=None,
     return net.eval(), {**meta, "retrained": True}
 
 
+def feature_net_identity(train: Dataset, cache_dir=None) -> dict | None:
+    """What names the feature space of FIDs measured against `train`, so a report can say which net
+    its numbers come from: the cached net's file, the sha256 of its training images (the cache key)
+    and of its weights (names and tensors in state_dict order, as the evaluator's reference cache
+    hashes them), its test accuracy and architecture. None when no net for this data is cached here."""
+    checksum = data_checksum(train.images)
+    path = feature_net_path(resolve_cache_dir(cache_dir), train.name, checksum)
+    cached = _read_cache(path)
+    if not cached or cached.get("checksum") != checksum or "state_dict" not in cached:
+        return None
+    weights = hashlib.sha256()
+    for name, tensor in cached["state_dict"].items():
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return {"path": str(path), "data_sha256": checksum, "weights_sha256": weights.hexdigest(),
+            "test_accuracy": float(cached["test_accuracy"]), "arch": dict(cached["arch"])}
+
+
 def _read_cache(path: Path) -> dict | None:
     if not path.is_file():
         return None

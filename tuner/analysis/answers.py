@@ -7,6 +7,8 @@ support an answer (too few trials, no contrast), it says so instead of guessing.
 import pandas as pd
 
 from tuner.analysis.importance import EVALUATOR_NAME, varied_hyperparameters
+from tuner.analysis.ranking import HEALTH_ORDER
+from tuner.analysis.settings import HEALTHY
 from tuner.objective import hyperparameters
 
 TOP_PARAMS = 3
@@ -16,6 +18,11 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else f"{value:.3g}"
     return str(value)
+
+
+def health_position(label: str) -> int:
+    """Where a health label sorts: ranking.HEALTH_ORDER's order, unknown labels last."""
+    return HEALTH_ORDER.index(label) if label in HEALTH_ORDER else len(HEALTH_ORDER)
 
 
 def influence(found: dict[str, pd.Series], missing: dict[str, str]) -> list[str]:
@@ -31,20 +38,25 @@ def influence(found: dict[str, pd.Series], missing: dict[str, str]) -> list[str]
 
 
 def collapses(trials: pd.DataFrame, config_keys) -> list[str]:
-    """Which trials collapsed, memorised or diverged, by which signal and when; what the healthy ones shared."""
-    flagged = trials[trials["health"].isin(["collapsed", "memorized", "diverged"])]
-    healthy = trials[trials["health"] == "healthy"]
+    """Which evaluated trials ended with a health other than healthy (collapsed, diverged, or any label
+    ranking.HEALTH_ORDER adds), by which signal and when; what the healthy ones shared."""
+    evaluated = (trials["reports"] > 0 if "reports" in trials else
+                 trials["best_fid"].notna() if "best_fid" in trials else trials["health"].notna())
+    flagged = trials[evaluated & (trials["health"] != HEALTHY)]
+    flagged = flagged.sort_values("health", key=lambda h: h.map(health_position), kind="stable")
+    healthy = trials[trials["health"] == HEALTHY]
     lines = []
     for _, t in flagged.iterrows():
         recorded = {k: t[k] for k in config_keys if k in t and pd.notna(t[k])}
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in hyperparameters(recorded).items())
         when = (f"first flagged at epoch {t['first_collapse_epoch']:g}" if pd.notna(t.get("first_collapse_epoch"))
                 else "not flagged by the sample detector")
-        signal = t.get("collapse_reasons") if isinstance(t.get("collapse_reasons"), str) else "non-finite losses"
+        signal = (t["collapse_reasons"] if isinstance(t.get("collapse_reasons"), str) else
+                  "non-finite losses or images" if t.get("diverged") else "no detector reason recorded")
         lines.append(f"Trial {t['trial_id']} ({params}) {t['health']}: {when} ({signal}); "
                      f"flagged in {t['collapsed_fraction']:.0%} of its evaluations; ended as {t['end_reason']}.")
     if flagged.empty:
-        lines.append(f"No trial collapsed, memorised or diverged among {len(trials)}.")
+        lines.append(f"Every evaluated trial among {len(trials)} ended healthy.")
     if healthy.empty:
         lines.append("No trial was healthy at its end, so there is nothing to contrast the flagged ones with.")
         return lines
@@ -67,17 +79,25 @@ def collapses(trials: pd.DataFrame, config_keys) -> list[str]:
 
 
 def vae_tradeoff(table: pd.DataFrame) -> list[str]:
-    """How the VAE latent dimension traded reconstruction against sample FID."""
+    """How the VAE latent dimension traded reconstruction against sample FID, per dataset
+    (`tables.vae_table`): a loss per image on one dataset says nothing about another."""
     if table.empty:
         return ["No VAE trial reported: nothing to say about the latent dimension."]
-    if len(table) < 2:
-        return [f"Only latent dim {_fmt(table.index[0])} was tried: the trade-off needs at least two."]
-    low, high = table.index.min(), table.index.max()
-    best, best_recon = table["best_fid"].idxmin(), table["recon"].idxmin()
-    return [
-        f"From latent dim {_fmt(low)} to {_fmt(high)}, reconstruction loss per image went {table.loc[low, 'recon']:.1f} -> "
-        f"{table.loc[high, 'recon']:.1f} nats, KL {table.loc[low, 'kl']:.1f} -> {table.loc[high, 'kl']:.1f}, "
-        f"and best sample FID {table.loc[low, 'best_fid']:.1f} -> {table.loc[high, 'best_fid']:.1f}.",
-        f"The lowest sample FID came with latent dim {_fmt(best)} ({table.loc[best, 'best_fid']:.1f}); the "
-        f"lowest reconstruction loss with latent dim {_fmt(best_recon)} ({table['recon'].min():.1f}).",
-    ]
+    lines = []
+    for dataset, rows in table.groupby("dataset", sort=True):
+        rows = rows.set_index("latent_dim")
+        if len(rows) < 2:
+            lines.append(f"{dataset}: only latent dim {_fmt(rows.index[0])} was tried: the trade-off needs at "
+                         "least two.")
+            continue
+        low, high = rows.index.min(), rows.index.max()
+        best, best_recon = rows["best_fid"].idxmin(), rows["recon"].idxmin()
+        lines += [
+            f"{dataset}: from latent dim {_fmt(low)} to {_fmt(high)}, reconstruction loss per image went "
+            f"{rows.loc[low, 'recon']:.1f} -> {rows.loc[high, 'recon']:.1f} nats, KL {rows.loc[low, 'kl']:.1f} -> "
+            f"{rows.loc[high, 'kl']:.1f}, and best sample FID {rows.loc[low, 'best_fid']:.1f} -> "
+            f"{rows.loc[high, 'best_fid']:.1f}.",
+            f"{dataset}: the lowest sample FID came with latent dim {_fmt(best)} ({rows.loc[best, 'best_fid']:.1f}); "
+            f"the lowest reconstruction loss with latent dim {_fmt(best_recon)} ({rows['recon'].min():.1f}).",
+        ]
+    return lines

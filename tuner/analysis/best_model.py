@@ -1,19 +1,24 @@
-"""The report's first section: the best model's file, a large grid of its samples, and the command
-that retrains its configuration from scratch."""
+"""The report's best-model sections: the best model's file, a large grid of its samples, the command
+that retrains its configuration from scratch, and a latent interpolation grid of the best GAN."""
 
 import pickle
 import shlex
 from pathlib import Path
 
 import pandas as pd
+import torch
 
+from models.data import from_gan_range
 from models.errors import UserInputError
 from models.grids import save_grid
+from models.vae import interpolate_latents
 from tuner.analysis.frames import recorded_spec
-from tuner.handover import BEST_GENERATOR, best_generator_file, read_generator, sample
+from tuner.handover import BEST_GENERATOR, best_generator_file, load_generator, read_generator, sample
 from tuner.trainers import TRAINERS
 
 BEST_SAMPLES, BEST_SAMPLES_PER_ROW, BEST_SAMPLES_SEED = 100, 10, 0
+INTERPOLATION_PAIRS, INTERPOLATION_STEPS, INTERPOLATION_SEED = 8, 10, 0
+UNREADABLE = (pickle.UnpicklingError, RuntimeError, OSError, EOFError, KeyError, UserInputError)
 DATA_OPTIONS = ("limit", "data_dir")  # the search's, which models.train takes as flags too
 
 
@@ -30,7 +35,7 @@ def generator_blocks(path: Path, experiment_dir, best: pd.Series, plot_dir: Path
     loader refuses (anything but tensors and plain containers) or cannot read is named, not sampled."""
     try:
         generator, meta = read_generator(path)
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, KeyError, UserInputError) as err:
+    except UNREADABLE as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         return [("p", f"{path} cannot be loaded as a generator, so it is not sampled here ({reason}).")]
     blocks = [("p", f"Trial {best['trial_id']}'s generator at its best evaluation by objective (epoch "
@@ -50,9 +55,6 @@ def best_model_blocks(experiment, experiment_dir, best: pd.Series, plot_dir: Pat
     from models.train import retrain_command
 
     blocks = [("h2", "Best model")]
-    if best["health"] != "healthy":
-        blocks.append(("p", f"Warning: no trial is healthy (the best is {best['health']}), so its samples are "
-                            "likely poor: try more epochs or more training images."))
     path = best_generator_file(best["path"])
     if path is None:
         blocks.append(("p", f"Trial {best['trial_id']} kept no {BEST_GENERATOR} (it has no evaluation yet, its "
@@ -64,3 +66,35 @@ def best_model_blocks(experiment, experiment_dir, best: pd.Series, plot_dir: Pat
                                "models.train trains the built-in GAN and VAE only.")]
     return blocks + [("p", "Retrain this configuration from scratch:"),
                      ("pre", retrain_command(retrain_config(experiment, experiment_dir, best["trial_id"])))]
+
+
+def interpolation_images(generator, meta: dict, pairs: int, steps: int, seed: int) -> torch.Tensor:
+    """`pairs` rows of `steps` images each: the generator along the straight line between two latent
+    codes drawn from N(0, I), ends included, in [0, 1]."""
+    ends = torch.randn(2 * pairs, meta["z_dim"], generator=torch.Generator().manual_seed(seed))
+    z = torch.cat([interpolate_latents(ends[2 * i], ends[2 * i + 1], steps) for i in range(pairs)])
+    with torch.no_grad():
+        images = generator(z.to(next(generator.parameters()).device)).cpu()
+    return from_gan_range(images) if meta["output_range"] == [-1.0, 1.0] else images
+
+
+def gan_interpolation_blocks(experiment_dir, trials: pd.DataFrame, plot_dir: Path) -> list:
+    """A latent interpolation grid of the best-ranked GAN's kept generator (VAEs get theirs from their
+    checkpoints, drawn between training images' codes)."""
+    gans = trials[(trials["model"] == "gan") & trials["best_fid"].notna()]
+    if gans.empty:
+        return []
+    best = gans.iloc[0]
+    try:
+        generator, _, meta = load_generator(experiment_dir, best["trial_id"])
+    except UNREADABLE as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return [("p", f"No latent interpolation for GAN trial {best['trial_id']}: its generator cannot be "
+                      f"loaded ({reason}).")]
+    if meta["value_range"] is None:  # a 2-D toy set: points, not images
+        return []
+    images = interpolation_images(generator, meta, INTERPOLATION_PAIRS, INTERPOLATION_STEPS, INTERPOLATION_SEED)
+    path = save_grid(images, plot_dir / "best_gan_interpolations.png", nrow=INTERPOLATION_STEPS)
+    return [("img", (path, f"Best GAN (#{best['rank']} {best['trial_id']}, {best['health']}, {BEST_GENERATOR} "
+                           f"from epoch {meta['epoch']:g}): each row walks a straight line in latent space "
+                           f"between two random codes (seed {INTERPOLATION_SEED}), ends included."))]

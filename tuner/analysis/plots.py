@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 DPI = 100
+FID_LABEL = "FID (FeatureNet-128 features)"
 
 
 def family(trials: pd.DataFrame) -> pd.Series:
@@ -21,28 +22,32 @@ def family(trials: pd.DataFrame) -> pd.Series:
     return loss.where(trials["model"] == "gan", "vae").fillna("vae")
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
 def fid_curves(trials: pd.DataFrame, history: pd.DataFrame, out: Path) -> Path | None:
+    """FID per epoch, one panel per dataset (each with its own FID floor), one line per trial."""
     if history.empty or "fid" not in history:
         return None
     keys = family(trials).set_axis(trials["trial_id"])
     colours = {k: f"C{i}" for i, k in enumerate(sorted(keys.unique()))}
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for trial_id, rows in history.groupby("trial_id", sort=False):
-        ax.plot(rows["epoch"], rows["fid"], marker="o", ms=3, alpha=0.8, color=colours[keys[trial_id]])
-    for key, colour in colours.items():
-        ax.plot([], [], color=colour, label=key)
-    floor = trials["fid_floor"].dropna() if "fid_floor" in trials else pd.Series(dtype=float)
-    if not floor.empty:
-        ax.axhline(floor.median(), color="grey", ls="--", lw=1, label="FID floor (real vs real)")
-    ax.set(xlabel="epoch", ylabel="FID (log scale)", yscale="log", title="FID per epoch, one line per trial")
-    ax.legend(fontsize=8)
-    return _save(fig, out / "fid_per_epoch.png")
+    datasets = trials.groupby("dataset", sort=True) if "dataset" in trials else [("", trials)]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(7 * len(datasets), 4), squeeze=False)
+    for (dataset, group), ax in zip(datasets, axes[0]):
+        for trial_id, rows in history[history["trial_id"].isin(group["trial_id"])].groupby("trial_id", sort=False):
+            ax.plot(rows["epoch"], rows["fid"], marker="o", ms=3, alpha=0.8, color=colours[keys[trial_id]])
+        for key, colour in colours.items():
+            ax.plot([], [], color=colour, label=key)
+        floor = group["fid_floor"].dropna() if "fid_floor" in group else pd.Series(dtype=float)
+        if not floor.empty:
+            ax.axhline(floor.median(), color="grey", ls="--", lw=1, label="FID floor (real vs real)")
+        ax.set(xlabel="epoch", ylabel=f"{FID_LABEL}, log scale", yscale="log",
+               title=f"{dataset}: FID per epoch, one line per trial".lstrip(": "))
+        ax.legend(fontsize=8)
+    return save_figure(fig, out / "fid_per_epoch.png")
 
 
 def gan_dynamics(trials: pd.DataFrame, history: pd.DataFrame, out: Path, top: int) -> Path | None:
@@ -62,7 +67,7 @@ def gan_dynamics(trials: pd.DataFrame, history: pd.DataFrame, out: Path, top: in
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("Training dynamics of the best-ranked GAN trials (D(x), D(G(z)): sigmoid for bce, raw critic otherwise)",
                  fontsize=9)
-    return _save(fig, out / "gan_dynamics.png")
+    return save_figure(fig, out / "gan_dynamics.png")
 
 
 def fid_by_loss_and_zdim(trials: pd.DataFrame, out: Path) -> Path | None:
@@ -75,30 +80,24 @@ def fid_by_loss_and_zdim(trials: pd.DataFrame, out: Path) -> Path | None:
         rows = gans[gans["dataset"] == dataset].astype({"z_dim": int})  # a legend of 64, not 64.0
         table = rows.pivot_table(index="loss", columns="z_dim", values="best_fid", aggfunc="mean")
         table.plot.bar(ax=ax, rot=0)
-        ax.set(title=f"{dataset}: mean best FID by loss and z_dim", ylabel="best FID", xlabel="loss")
+        ax.set(title=f"{dataset}: mean best FID by loss and z_dim", ylabel=f"best {FID_LABEL}", xlabel="loss")
         ax.legend(title="z_dim", fontsize=8)
-    return _save(fig, out / "fid_by_loss_zdim.png")
-
-
-def vae_table(trials: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
-    """Per latent dim: mean final train loss per image (total, recon, KL) and mean best FID."""
-    vaes = trials[trials["model"] == "vae"]
-    if vaes.empty or "latent_dim" not in vaes or "recon" not in history:
-        return pd.DataFrame()
-    final = history.groupby("trial_id")[["loss", "recon", "kl"]].last().rename(columns={"loss": "total"})
-    table = vaes[["trial_id", "latent_dim", "best_fid"]].join(final, on="trial_id")
-    return table.groupby("latent_dim")[["total", "recon", "kl", "best_fid"]].mean()
+    return save_figure(fig, out / "fid_by_loss_zdim.png")
 
 
 def vae_by_latent(table: pd.DataFrame, out: Path) -> Path | None:
+    """`tables.vae_table`: one line per dataset, never averaged across datasets."""
     if table.empty:
         return None
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    table[["total", "recon", "kl"]].plot(ax=left, marker="o")
-    left.set(title="VAE loss per image, last epoch (train)", xlabel="latent dim", ylabel="nats per image")
-    table["best_fid"].plot(ax=right, marker="o", color="C3")
-    right.set(title="VAE best sample FID", xlabel="latent dim", ylabel="best FID")
-    return _save(fig, out / "vae_by_latent_dim.png")
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    panels = [("total", "total loss"), ("recon", "reconstruction (BCE)"), ("kl", "KL"), ("best_fid", "best FID")]
+    for (column, title), ax in zip(panels, axes):
+        for dataset, rows in table.groupby("dataset"):
+            ax.plot(rows["latent_dim"], rows[column], marker="o", label=dataset)
+        ax.set(title=title, xlabel="latent dim", xticks=sorted(table["latent_dim"].unique()),
+               ylabel=FID_LABEL if column == "best_fid" else "nats per image, last epoch (train)")
+    axes[0].legend(fontsize=8)
+    return save_figure(fig, out / "vae_by_latent_dim.png")
 
 
 def gan_vs_vae(trials: pd.DataFrame, out: Path) -> Path | None:
@@ -110,8 +109,8 @@ def gan_vs_vae(trials: pd.DataFrame, out: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
     table.plot.bar(ax=ax, rot=0)
-    ax.set(title="Average best FID, GAN vs VAE", ylabel="mean best FID")
-    return _save(fig, out / "gan_vs_vae.png")
+    ax.set(title="Average best FID, GAN vs VAE, per dataset", ylabel=f"mean best {FID_LABEL}")
+    return save_figure(fig, out / "gan_vs_vae.png")
 
 
 def importance_bars(importances: dict[str, pd.Series], out: Path) -> Path | None:
@@ -122,20 +121,29 @@ def importance_bars(importances: dict[str, pd.Series], out: Path) -> Path | None
     for (title, values), ax in zip(importances.items(), axes[0]):
         values.sort_values().plot.barh(ax=ax, color="C0")
         ax.set(title=title, xlabel="importance (PED-ANOVA)")
-    return _save(fig, out / "importance.png")
+    return save_figure(fig, out / "importance.png")
+
+
+def strip_picks(paths: list[Path]) -> list[Path]:
+    """The first, middle and last grid, each once: a trial with two reports shows two grids."""
+    return list(dict.fromkeys([paths[0], paths[len(paths) // 2], paths[-1]])) if paths else []
+
+
+def grid_epoch(path: Path) -> str:
+    """The epoch of a grid file named epoch_<epoch>.png."""
+    return path.stem.split("_", 1)[1]
 
 
 def sample_grid_strip(trials: pd.DataFrame, grids: dict[str, list[Path]], out: Path) -> Path | None:
     """First, middle and last evaluated epoch's sample grid for each of the given trials."""
-    shown = [(t, grids[t["trial_id"]]) for _, t in trials.iterrows() if grids.get(t["trial_id"])]
+    shown = [(t, strip_picks(grids[t["trial_id"]])) for _, t in trials.iterrows() if grids.get(t["trial_id"])]
     if not shown:
         return None
     fig, axes = plt.subplots(len(shown), 3, figsize=(9, 3.2 * len(shown)), squeeze=False)
-    for row, (trial, paths) in zip(axes, shown):
-        picks = list(dict.fromkeys([paths[0], paths[len(paths) // 2], paths[-1]]))  # distinct epochs
+    for row, (trial, picks) in zip(axes, shown):
         for ax in row:
             ax.axis("off")
         for ax, path in zip(row, picks):
             ax.imshow(plt.imread(path), cmap="gray")
-            ax.set_title(f"#{trial['rank']} {trial['trial_id']} {path.stem.replace('_', ' ')}", fontsize=8)
-    return _save(fig, out / "samples_top_trials.png")
+            ax.set_title(f"#{trial['rank']} {trial['trial_id']} epoch {grid_epoch(path)}", fontsize=8)
+    return save_figure(fig, out / "samples_top_trials.png")

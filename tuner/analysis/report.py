@@ -14,20 +14,18 @@ from pathlib import Path
 import pandas as pd
 
 from models.errors import UserInputError, require_writable
-from tuner.analysis import answers, plots
-from tuner.analysis.best_model import best_model_blocks
-from tuner.analysis.frames import history_frame, latest_checkpoint, open_experiment, recorded_spec, trials_frame
+from tuner.analysis import answers, labs, plots, progress, tables
+from tuner.analysis.best_model import best_model_blocks, gan_interpolation_blocks
+from tuner.analysis.frames import (effective_config, history_frame, latest_checkpoint, open_experiment, recorded_spec,
+                                   trials_frame)
 from tuner.analysis.importance import EVALUATOR_NAME, all_importances
 from tuner.analysis.ranking import __doc__ as RANKING_RULES
+from tuner.analysis.settings import METRIC, dataset_facts, datasets_of, no_healthy_blocks, settings_blocks
 
-RANK_COLUMNS = ["rank", "trial_id", "model", "dataset", "loss", "z_dim", "latent_dim", "best_fid", "fid_floor",
-                "epoch_of_best_fid", "final_fid", "best_kid", "health", "end_reason", "collapsed_fraction",
-                "epochs_run", "wall_time_s"]
-STABILITY_COLUMNS = ["stability_rank", "trial_id", "model", "loss", "health", "collapsed_fraction",
-                     "fid_worsening", "d_loss_spread", "g_loss_spread", "loss_spread", "max_loss_jump", "best_fid"]
 VAE_GRIDS = {"reconstructions_train.png": "training images (top) and their reconstructions",
-             "samples_train.png": "samples from the prior",
-             "interpolations_train.png": "interpolations between pairs of training images"}
+             "samples_train.png": "decoded samples from the prior N(0, I) (not training images)",
+             "interpolations_train.png": "decoded interpolations between the latent codes of pairs of training "
+                                         "images"}
 
 
 def epoch_grids(trial_path: str) -> list[Path]:
@@ -35,18 +33,15 @@ def epoch_grids(trial_path: str) -> list[Path]:
     checkpoint = latest_checkpoint(trial_path)
     if checkpoint is None:
         return []
-    return sorted((checkpoint / "grids").glob("epoch_*.png"), key=lambda p: float(p.stem.split("_", 1)[1]))
+    return sorted((checkpoint / "grids").glob("epoch_*.png"), key=lambda p: float(plots.grid_epoch(p)))
 
 
 def config_keys(trials: pd.DataFrame, experiment) -> list[str]:
+    """Every config key of any trial, defaults filled in (a bce trial's real_label is one)."""
     keys = []
     for trial in experiment.trials:
-        keys += [k for k in trial.config if k not in keys]
+        keys += [k for k in effective_config(trial.config) if k not in keys]
     return [k for k in keys if k in trials]
-
-
-def shown(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    return frame[[c for c in columns if c in frame and frame[c].notna().any()]]
 
 
 def unreadable_lines_note(trials: pd.DataFrame) -> list:
@@ -59,42 +54,89 @@ def unreadable_lines_note(trials: pd.DataFrame) -> list:
                   f"trial: {listed}. Every other report of these trials is shown.")]
 
 
-def build_blocks(experiment, experiment_dir, out: Path, top: int) -> tuple[list, pd.DataFrame, pd.DataFrame]:
-    """The report's content as (kind, payload) blocks, with the trials and history frames."""
-    trials, history = trials_frame(experiment, recorded_spec(experiment_dir)), history_frame(experiment)
+def strip_caption(top_trials: pd.DataFrame, grids: dict) -> str:
+    """Which epochs the sample strip shows for each trial (each epoch once)."""
+    shown = [f"#{t['rank']} {t['trial_id']}: epochs "
+             + ", ".join(plots.grid_epoch(p) for p in plots.strip_picks(grids[t["trial_id"]]))
+             for _, t in top_trials.iterrows() if grids.get(t["trial_id"])]
+    return ("Fixed-noise samples of the top trials at their first, middle and last evaluated epoch, each epoch "
+            f"once ({'; '.join(shown)}).")
+
+
+def summary_blocks(trials: pd.DataFrame, history: pd.DataFrame) -> list:
+    reasons = ", ".join(f"{k} {v}" for k, v in trials["end_reason"].value_counts().items())
+    healths = ", ".join(f"{k} {v}" for k, v in trials["health"].value_counts().items())
+    best = trials.iloc[0]
+    return [("p", f"{len(trials)} trials, {len(history)} reports. End reasons: {reasons}. Health: {healths}."),
+            ("p", f"Best trial: {best['trial_id']} ({best['model']}), best FID {best['best_fid']:.2f} at epoch "
+                  f"{best['epoch_of_best_fid']:g}, against an FID floor of {best['fid_floor']:.2f} "
+                  "(two disjoint real samples of the same size: what a perfect model would score). Every FID "
+                  f"in this report is {METRIC}.")]
+
+
+def summary_tables(trials: pd.DataFrame, vae_table: pd.DataFrame) -> list:
+    """The GAN (loss x z_dim) and VAE (latent dim) summaries, one table per dataset."""
+    blocks = []
+    for dataset, table in tables.per_dataset(tables.gan_table(trials)).items():
+        blocks += [("h3", f"GANs on {dataset} by loss and z_dim"), ("table", table)]
+    for dataset, table in tables.per_dataset(vae_table).items():
+        blocks += [("h3", f"VAEs on {dataset} by latent dimension (final training loss per image, means over "
+                          "trials)"), ("table", table)]
+    return blocks
+
+
+def build_blocks(experiment, experiment_dir, out: Path, top: int,
+                 seed_results=None) -> tuple[list, pd.DataFrame, pd.DataFrame]:
+    """The report's content as (kind, payload) blocks, with the trials and history frames.
+    `seed_results`: the labs' seed-results.json (default: `labs.seed_results_path`)."""
+    spec = recorded_spec(experiment_dir)
+    trials, history = trials_frame(experiment, spec), history_frame(experiment)
     name = Path(str(experiment_dir).rstrip("/")).name
-    blocks = [("h1", f"GAN/VAE search report: {name}"),
+    facts = {dataset: dataset_facts(dataset, spec.get("data_dir")) for dataset in datasets_of(trials, spec)}
+    blocks = [("h1", f"GAN/VAE search report: {name}"), *no_healthy_blocks(trials),
               ("p", f"Experiment: {experiment_dir}. Written {time.strftime('%Y-%m-%d %H:%M:%S')}.")]
     blocks += unreadable_lines_note(trials)
+    blocks += settings_blocks(spec, trials, facts)
     if trials.empty or history.empty:
         blocks.append(("p", f"No finished reports yet: {len(trials)} trial(s) known to Ray, none has reported "
                             "an evaluation. Nothing to rank or plot."))
         return blocks, trials, history
-    reasons = ", ".join(f"{k} {v}" for k, v in trials["end_reason"].value_counts().items())
-    healths = ", ".join(f"{k} {v}" for k, v in trials["health"].value_counts().items())
-    best = trials.iloc[0]
-    blocks += [("p", f"{len(trials)} trials, {len(history)} reports. End reasons: {reasons}. Health: {healths}."),
-               ("p", f"Best trial: {best['trial_id']} ({best['model']}), best FID {best['best_fid']:.2f} at epoch "
-                     f"{best['epoch_of_best_fid']:g}, against an FID floor of {best['fid_floor']:.2f} "
-                     "(two disjoint real samples of the same size: what a perfect model would score).")]
+    blocks += summary_blocks(trials, history)
     plot_dir = out / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
-    blocks += best_model_blocks(experiment, experiment_dir, best, plot_dir)
+    keys = config_keys(trials, experiment)
+    num_classes = {dataset: fact.num_classes for dataset, fact in facts.items()}
+    blocks += best_model_blocks(experiment, experiment_dir, trials.iloc[0], plot_dir)
     blocks += [("h2", "Ranking"), ("pre", RANKING_RULES.split("\n\n", 1)[1].strip()),
-               ("h3", "By quality"), ("table", shown(trials, RANK_COLUMNS)),
-               ("h3", "By stability"), ("table", shown(trials.sort_values("stability_rank"), STABILITY_COLUMNS))]
+               ("p", f"FID: {METRIC}. classes_covered: the classes the samples of the last evaluation cover "
+                     "(a class counts when it gets at least half its real share), as the collapse reasons "
+                     "state it."),
+               ("h3", "By quality"), ("table", tables.ranking_table(trials, history, keys, num_classes)),
+               ("h3", "By stability"),
+               ("table", tables.shown(trials.sort_values("stability_rank"), tables.STABILITY_COLUMNS))]
 
-    vae_table = plots.vae_table(trials, history)
+    curve = progress.best_so_far(trials, history)
+    blocks += [("h2", "Search progress")]
+    blocks += [("img", (path, caption)) for path, caption in [
+        (progress.best_so_far_plot(curve, plot_dir),
+         "Best FID among the healthy trials finished so far, against the trial-epochs all finished trials "
+         "spent, trials in the order they finished; ticks mark each trial's finish, coloured by health."),
+        (progress.fid_vs_collapse_plot(trials, plot_dir),
+         "Best FID against the fraction of evaluations flagged collapsed, one point per trial (#rank), coloured "
+         "by health; the line joins the Pareto front: trials no other trial beats on both.")] if path is not None]
+
+    vae_table = tables.vae_table(trials, history)
     top_trials = trials[trials["best_fid"].notna()].head(top)
     grids = {t["trial_id"]: epoch_grids(t["path"]) for _, t in top_trials.iterrows()}
     figures = [
-        (plots.fid_curves(trials, history, plot_dir), "FID per epoch, one line per trial, coloured by loss type."),
+        (plots.fid_curves(trials, history, plot_dir), "FID per epoch, one panel per dataset, one line per trial, "
+                                                      "coloured by loss type."),
         (plots.gan_dynamics(trials, history, plot_dir, top), "D/G losses and D(x)/D(G(z)) of the top GAN trials."),
         (plots.fid_by_loss_and_zdim(trials, plot_dir), "Mean best FID by GAN loss and z_dim, per dataset."),
-        (plots.vae_by_latent(vae_table, plot_dir), "VAE loss terms and best FID by latent dimension."),
+        (plots.vae_by_latent(vae_table, plot_dir), "VAE loss terms and best FID by latent dimension, one line per "
+                                                   "dataset."),
         (plots.gan_vs_vae(trials, plot_dir), "Average best FID of GAN and VAE trials, per dataset."),
-        (plots.sample_grid_strip(top_trials, grids, plot_dir),
-         "Fixed-noise samples of the top trials at their first, middle and last evaluated epoch."),
+        (plots.sample_grid_strip(top_trials, grids, plot_dir), strip_caption(top_trials, grids)),
     ]
     blocks.append(("h2", "Plots"))
     blocks += [("img", (path, caption)) for path, caption in figures if path is not None]
@@ -105,11 +147,11 @@ def build_blocks(experiment, experiment_dir, out: Path, top: int) -> tuple[list,
             if checkpoint is not None and (checkpoint / grid).is_file():
                 target = shutil.copy(checkpoint / grid, plot_dir / f"best_vae_{grid}")
                 blocks.append(("img", (Path(target), f"Best VAE ({best_vae.iloc[0]['trial_id']}), latest "
-                                       f"checkpoint: {what}")))
-    if not vae_table.empty:
-        blocks += [("h3", "VAE by latent dimension (means)"), ("table", vae_table.reset_index())]
+                                       f"checkpoint: {what}.")))
+    blocks += gan_interpolation_blocks(experiment_dir, trials, plot_dir)
+    blocks += summary_tables(trials, vae_table)
+    blocks += labs.labs_blocks(trials, history, spec, labs.seed_results_path(seed_results, spec.get("data_dir")))
 
-    keys = config_keys(trials, experiment)
     found, missing = all_importances(trials, keys)
     blocks.append(("h2", f"Hyperparameter importance ({EVALUATOR_NAME}, Optuna)"))
     if found:
@@ -131,7 +173,7 @@ def build_blocks(experiment, experiment_dir, out: Path, top: int) -> tuple[list,
     return blocks, trials, history
 
 
-def _cell(value) -> str:
+def format_cell(value) -> str:
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.4g}"
     return str(value)
@@ -151,7 +193,7 @@ def to_markdown(blocks, out: Path) -> str:
         elif kind == "table":
             lines += ["| " + " | ".join(map(str, payload.columns)) + " |",
                       "|" + "---|" * len(payload.columns)]
-            lines += ["| " + " | ".join(_cell(v).replace("|", "/") for v in row) + " |"
+            lines += ["| " + " | ".join(format_cell(v).replace("|", "/") for v in row) + " |"
                       for row in payload.itertuples(index=False)] + [""]
         elif kind == "img":
             path, caption = payload
@@ -171,7 +213,7 @@ def to_html(blocks) -> str:
         elif kind == "ul":
             body.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in payload) + "</ul>")
         elif kind == "table":
-            body.append(payload.map(_cell).to_html(index=False, border=0, escape=True))
+            body.append(payload.map(format_cell).to_html(index=False, border=0, escape=True))
         elif kind == "img":
             path, caption = payload
             data = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -185,15 +227,16 @@ def to_html(blocks) -> str:
             f"</head><body>{''.join(body)}</body></html>\n")
 
 
-def write_report(experiment_dir, out=None, top: int = 3) -> Path:
+def write_report(experiment_dir, out=None, top: int = 3, seed_results=None) -> Path:
     """Write every report file into `out` (default EXPERIMENT_DIR/report); returns report.html's path.
-    The experiment is read before anything is created, so a wrong path leaves no folder behind."""
+    The experiment is read before anything is created, so a wrong path leaves no folder behind.
+    `seed_results`: the labs' seed-results.json (default: beside the data directory)."""
     experiment = open_experiment(experiment_dir)
     out = Path(out) if out else Path(str(experiment_dir)) / "report"
     require_writable("out", out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        blocks, trials, history = build_blocks(experiment, experiment_dir, out, top)
+        blocks, trials, history = build_blocks(experiment, experiment_dir, out, top, seed_results)
         trials.to_csv(out / "trials.csv", index=False)
         trials.to_parquet(out / "trials.parquet", index=False)
         history.to_parquet(out / "history.parquet", index=False)
