@@ -6,6 +6,7 @@
     pinned_trial(threads)            train_trial with an explicit torch thread count
     local_ray(num_cpus, num_gpus)    a private local Ray, shut down afterwards
     run_spec(spec, datasets, ...)    build_tuner + fit; the reports in completion order
+    healthy(reports)                 the reports the collapse detector did not flag: every "best" counts only these
     Report(settings) ... .write(out) the JSON: machine, settings, load average before/after, seconds
     figure(path), plot_best_so_far   PNGs beside the JSON
 
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from machine import machine_info  # bench/machine.py, beside this file
+from tuner.objective import COLLAPSE_PENALTY
 from tuner.spec import SearchSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -141,6 +143,12 @@ def completed_reports(experiment_path, config_columns=()) -> tuple[pd.DataFrame,
     started = (history["timestamp"] - history["time_total_s"]).min()
     history["seconds_since_start"] = history["timestamp"] - started
     return history.sort_values(["timestamp", "time_total_s"], kind="stable").reset_index(drop=True), trials
+
+
+def healthy(reports: pd.DataFrame) -> pd.DataFrame:
+    """The reports whose verdict was neither collapsed nor diverged: their objective is their FID,
+    with no penalty. A benchmark's "best" is the best of these, never a flagged report's FID."""
+    return reports[reports["objective"] < reports["fid"] + COLLAPSE_PENALTY / 2]
 
 
 def report_records(reports: pd.DataFrame, config_columns=()) -> list[dict]:

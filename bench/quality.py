@@ -31,7 +31,6 @@ from pathlib import Path
 
 import harness  # bench/harness.py, beside this script
 from search_spaces.recipes import RECIPES
-from tuner.objective import COLLAPSE_PENALTY
 
 TARGET_RATIO = 0.5
 LAB_RECIPES = [{"loss": loss, "z_dim": z} for loss in ("bce", "hinge") for z in (32, 64, 128)]
@@ -81,8 +80,8 @@ def arm_specs(seed: int, args) -> dict:
 
 
 def healthy(reports):
-    """The reports whose verdict was not collapsed or diverged (objective = FID, no penalty)."""
-    return reports[reports["objective"] < reports["fid"] + COLLAPSE_PENALTY / 2]
+    """The reports whose verdict was not collapsed or diverged: bench/harness.py's rule, shared."""
+    return harness.healthy(reports)
 
 
 def best_fid(reports) -> float | None:

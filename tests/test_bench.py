@@ -26,6 +26,42 @@ def run_bench(script: str, out, data_dir, *args: str) -> dict:
     return report
 
 
+def healthy(reports: list[dict]) -> list[dict]:
+    """Reports not flagged collapsed or diverged: their objective is their FID, with no penalty."""
+    return [r for r in reports if r["objective"] == pytest.approx(r["fid"])]
+
+
+def best(reports: list[dict]) -> float | None:
+    return min((r["fid"] for r in reports), default=None)
+
+
+def check_search_efficiency_seed(seed: dict, a: list[dict], b: list[dict]) -> None:
+    """A seed's summary recomputed from its raw reports (completion order): every best is the best
+    healthy report's, the best of any verdict beside it, and the flagged shares per arm."""
+    healthy_a, healthy_b = healthy(a), healthy(b)
+    assert seed["A_trial_epochs"] == len(a) and seed["B_trial_epochs"] == len(b)
+    assert seed["A_flagged_reports"] == len(a) - len(healthy_a) and seed["B_flagged_reports"] == len(b) - len(healthy_b)
+    assert seed["A_flagged_share"] == pytest.approx(1 - len(healthy_a) / len(a))
+    assert seed["B_flagged_share"] == pytest.approx(1 - len(healthy_b) / len(b))
+    for key, value in (("A_best_fid", best(healthy_a)), ("B_best_fid", best(healthy_b)),
+                       ("A_best_fid_any_verdict", best(a)), ("B_best_fid_any_verdict", best(b)),
+                       ("B_best_fid_within_A_trial_epochs", best(healthy(b[:len(a)]))),
+                       ("B_best_fid_within_A_trial_epochs_any_verdict", best(b[:len(a)]))):
+        assert seed[key] == (None if value is None else pytest.approx(value, abs=1e-5)), key
+    assert seed["A_best_trial_loss"] == (min(healthy_a, key=lambda r: r["fid"])["loss"] if healthy_a else None)
+    assert seed["B_best_trial_loss"] == (min(healthy_b, key=lambda r: r["fid"])["loss"] if healthy_b else None)
+    a_best = seed["A_best_fid"]
+    own = [i for i, r in enumerate(a) if r in healthy_a and r["fid"] <= a_best + ROUNDING]
+    assert seed["A_trial_epochs_to_reach_own_best"] == (own[0] + 1 if own else None)
+    assert seed["A_trial_epochs_in_flagged_trials"] == sum(r["health"] in ("collapsed", "diverged") for r in a)
+    reached = [i for i, r in enumerate(b) if r in healthy_b and a_best is not None and r["fid"] <= a_best + ROUNDING]
+    assert seed["B_reached_A_best"] == bool(reached)
+    if reached:
+        assert seed["B_trial_epochs_to_reach_A_best"] == reached[0] + 1
+        assert seed["B_share_of_A_trial_epochs"] == pytest.approx((reached[0] + 1) / len(a))
+        assert seed["B_seconds_to_reach_A_best"] == pytest.approx(b[reached[0]]["seconds_since_start"], abs=1e-5)
+
+
 def test_search_efficiency_summary_follows_from_its_reports(data_dir, tmp_path):
     epochs, budget = 2, 4
     report = run_bench("search_efficiency.py", tmp_path / "se.json", data_dir, "--seeds", "0", "--budget", str(budget),
@@ -34,25 +70,26 @@ def test_search_efficiency_summary_follows_from_its_reports(data_dir, tmp_path):
     a_trials = {r["trial_id"] for r in a}
     assert len(a_trials) == seed["A_trials"] == len(report["grid_A"]) == 8
     assert sorted(r["epoch"] for r in a) == sorted(list(range(1, epochs + 1)) * 8)  # the grid runs to the end
-    assert seed["A_trial_epochs"] == len(a) and seed["B_trial_epochs"] == len(b)
     assert seed["B_trials"] == len({r["trial_id"] for r in b}) == budget
-    assert seed["A_best_fid"] == pytest.approx(min(r["fid"] for r in a), abs=1e-5)
-    assert seed["B_best_fid"] == pytest.approx(min(r["fid"] for r in b), abs=1e-5)
-    assert seed["A_trial_epochs_to_reach_own_best"] == 1 + next(
-        i for i, r in enumerate(a) if r["fid"] <= seed["A_best_fid"] + ROUNDING)
-    assert seed["B_best_fid_within_A_trial_epochs"] == pytest.approx(min(r["fid"] for r in b[:len(a)]), abs=1e-5)
-    assert seed["A_trial_epochs_in_flagged_trials"] == sum(r["health"] in ("collapsed", "diverged") for r in a)
-    reached = [i for i, r in enumerate(b) if r["fid"] <= seed["A_best_fid"] + ROUNDING]
-    assert seed["B_reached_A_best"] == bool(reached)
-    if reached:
-        assert seed["B_trial_epochs_to_reach_A_best"] == reached[0] + 1
-        assert seed["B_share_of_A_trial_epochs"] == pytest.approx((reached[0] + 1) / len(a))
-    meets = seed.get("B_share_of_A_trial_epochs", 1) <= 0.25
-    assert report["seeds_meeting_target"] == int(meets)
+    check_search_efficiency_seed(seed, a, b)
+    assert report["seeds_meeting_target"] == int(seed.get("B_share_of_A_trial_epochs", 1) <= 0.25)
     assert (tmp_path / "se.png").stat().st_size > 0
     spec_a, spec_b = report["specs"]["A-seed0"], report["specs"]["B-seed0"]  # what each arm ran, as SearchSpecs
     assert len(spec_a["trial_configs"]) == 8 and not spec_a["early_stop"] and spec_a["fixed"]["width"] == 16
     assert spec_b["num_samples"] == budget and spec_b["early_stop"] and spec_b["asha"] == "reranking"
+
+
+STORED_SEARCH_EFFICIENCY = sorted((REPO / "bench" / "results").glob("search_efficiency*.json"))
+
+
+@pytest.mark.parametrize("stored", STORED_SEARCH_EFFICIENCY, ids=lambda p: p.name)
+def test_stored_search_efficiency_figures_follow_from_their_reports(stored):
+    """The README's search-efficiency figures: each stored run's summary recomputed from its own reports."""
+    report = json.loads(stored.read_text())
+    for seed, figures in report["per_seed"].items():
+        check_search_efficiency_seed(figures, report["reports"][f"A-seed{seed}"], report["reports"][f"B-seed{seed}"])
+    assert report["seeds_meeting_target"] == sum(s.get("B_share_of_A_trial_epochs", 1) <= 0.25
+                                                 for s in report["per_seed"].values())
 
 
 def test_concurrency_counts_the_images_its_trials_trained(data_dir, tmp_path):

@@ -27,13 +27,25 @@ def test_gan_range_is_minus_one_to_one(fashion_test):
     assert scaled.min() == -1 and scaled.max() == 1
 
 
+def read_raw_idx(path, header: int) -> torch.Tensor:
+    """An IDX file's payload as bytes, read here without models.data: the split is checked against the file."""
+    return torch.frombuffer(bytearray(path.read_bytes()[header:]), dtype=torch.uint8)
+
+
 def test_mnist_offline_splits_the_real_test_set(data_dir):
+    """Offline, MNIST is the real 10k test split (the datasets README): its first 8,000 images train,
+    its last 2,000 are held out, in file order."""
     train = load_dataset("mnist", data_dir, train=True, download=False)
     test = load_dataset("mnist", data_dir, train=False, download=False)
     assert len(train) == 8000 and len(test) == 2000
     both = torch.cat([train.images, test.images])
-    assert both.mean().item() == pytest.approx(0.1325, abs=1e-4)
+    assert both.mean().item() == pytest.approx(0.1325, abs=1e-4)  # the dataset README's figure
     assert set(torch.unique(train.labels).tolist()) == set(range(10))
+    raw = data_dir / "mnist-test10k"
+    pixels = read_raw_idx(raw / "t10k-images-idx3-ubyte", header=16).view(10000, 1, 28, 28).float() / 255
+    labels = read_raw_idx(raw / "t10k-labels-idx1-ubyte", header=8).long()
+    assert torch.equal(train.images, pixels[:8000]) and torch.equal(test.images, pixels[8000:])
+    assert torch.equal(train.labels, labels[:8000]) and torch.equal(test.labels, labels[8000:])
 
 
 def test_idx_pair_reads_like_the_named_dataset(data_dir, fashion_test):

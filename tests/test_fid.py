@@ -5,6 +5,7 @@ repeated local runs), else in one folder under pytest's session temp dir, so a f
 a fresh machine trains the net once per session and the accuracy tests check real training.
 """
 
+import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -153,9 +154,23 @@ def test_single_class_fid_is_far_above_balanced(fashion_evaluator, fashion_test)
     assert single["kid"] > 100 * abs(balanced["kid"])  # measured: 243 vs <= 0.33
 
 
-def test_floor_is_cached_per_sample_size(fashion_evaluator):
-    assert fashion_evaluator.fid_floor(EVAL_SAMPLES) == fashion_evaluator.fid_floor(EVAL_SAMPLES)
+def digest(path: Path) -> tuple[int, str]:
+    return path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_floor_is_cached_per_sample_size(fashion_evaluator, data_dir, cache_dir):
+    """Each sample size's floor is computed once (a recomputation would return a new float, not the
+    same object), from reference statistics that a second Evaluator reads back from the cache files
+    untouched instead of recomputing and rewriting them."""
+    for n in (EVAL_SAMPLES, 500):
+        assert fashion_evaluator.fid_floor(n) is fashion_evaluator.fid_floor(n)
     assert fashion_evaluator.fid_floor(500) > fashion_evaluator.fid_floor(EVAL_SAMPLES)
+    cached = [*cache_dir.glob("featurenet-fashion_mnist-*.pt"), *cache_dir.glob("reference-fashion_mnist-*.pt")]
+    assert {p.name.split("-")[0] for p in cached} == {"featurenet", "reference"}, cached
+    before = {p: digest(p) for p in cached}
+    again = Evaluator.for_dataset("fashion_mnist", data_dir, cache_dir=cache_dir, n_samples=EVAL_SAMPLES)
+    assert {p: digest(p) for p in cached} == before
+    assert again.fid_floor(EVAL_SAMPLES) == fashion_evaluator.fid_floor(EVAL_SAMPLES)
 
 
 def test_evaluate_returns_exactly_the_documented_keys_as_python_types(fashion_evaluator, fashion_test):

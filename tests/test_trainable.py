@@ -10,6 +10,7 @@ import ray
 import torch
 
 from models.evaluation import Evaluator
+from tuner.analysis import load_trials
 from tuner.build import build_tuner
 from tuner.handover import BEST_GENERATOR
 from tuner.spec import SearchSpec
@@ -31,13 +32,29 @@ def datasets(fashion_train, data_dir):
     return {"fashion_mnist": (fashion_train.subset(4096, seed=0), evaluator)}
 
 
-def run_trials(datasets, tmp_path, configs, gpus=0.0, early_stop=True, seed=0):
-    spec = SearchSpec(name="exp", storage_path=str(tmp_path), space="configs", trial_configs=configs,
-                      fixed={"width": 16, "batch_size": 64}, epochs=2, eval_samples=200, collapse_warmup=0,
-                      early_stop=early_stop,
-                      gpus_per_trial=gpus, max_failures=0, seed=seed,
-                      max_concurrent=len(configs))  # with a cap, Tune starts them together
-    return build_tuner(spec, datasets).fit()
+def run_trials(datasets, tmp_path, configs, gpus=0.0, early_stop=True, seed=0, trainable=None, **spec_fields):
+    """Two epochs of each config (64 steps an epoch) on the in-process Ray; `spec_fields` override
+    the SearchSpec's (its warm-up is 0 here unless given)."""
+    fields = {"name": "exp", "collapse_warmup": 0, "max_failures": 0, **spec_fields}
+    spec = SearchSpec(storage_path=str(tmp_path), space="configs", trial_configs=configs,
+                      fixed={"width": 16, "batch_size": 64}, epochs=2, eval_samples=200, early_stop=early_stop,
+                      gpus_per_trial=gpus, seed=seed,
+                      max_concurrent=len(configs), **fields)  # with a cap, Tune starts them together
+    return build_tuner(spec, datasets, trainable).fit()
+
+
+def failing_once_after_first_report():
+    """train_trial that fails right after its epoch-1 report and checkpoint, once: Ray then restarts
+    it from that checkpoint. A closure, so Ray ships it by value."""
+    def trainable(config, *, datasets, settings):
+        from ray import tune
+
+        from tuner.trainable import train_trial
+        if tune.get_checkpoint() is None:  # the first attempt: one epoch, reported and checkpointed
+            train_trial({**config, "epochs": 1}, datasets=datasets, settings=settings)
+            raise RuntimeError("a deliberate failure after the first checkpoint")
+        train_trial(config, datasets=datasets, settings=settings)
+    return trainable
 
 
 def most_at_once(results) -> int:
@@ -63,12 +80,17 @@ def test_the_gpu_share_decides_how_many_trials_run_at_once(ray_with_one_logical_
 
 
 def test_absurd_learning_rate_diverges_while_the_rest_finish(ray_with_one_logical_gpu, datasets, tmp_path):
-    results = run_trials(datasets, tmp_path, [{"loss": "bce", "lr_g": lr, "lr_d": 2e-4} for lr in (2e-4, 1e3)])
+    """With the product's default warm-up (a third of the epochs: epoch 1 here). A 2-epoch GAN on 4k
+    images is young: flagged like nearly every GAN at its first evaluations, so with no warm-up it
+    ended `collapse` by design. In the warm-up a verdict never stops a trial, a divergence does."""
+    results = run_trials(datasets, tmp_path, [{"loss": "bce", "lr_g": lr, "lr_d": 2e-4} for lr in (2e-4, 1e3)],
+                         collapse_warmup=None)
     by_lr = {r.config["lr_g"]: r for r in results}
     assert by_lr[1e3].metrics["end_reason"] == "diverged"
-    assert by_lr[1e3].metrics["training_iteration"] == 1  # stopped at once
-    assert by_lr[2e-4].metrics["training_iteration"] == 2
-    assert by_lr[2e-4].metrics["end_reason"] in ("completed", "collapse")
+    assert by_lr[1e3].metrics["training_iteration"] == 1  # stopped at once, inside the warm-up
+    sane = by_lr[2e-4]
+    assert sane.metrics["training_iteration"] == 2 and sane.metrics["end_reason"] == "completed"
+    assert not sane.metrics_dataframe["diverged"].any()
 
 
 def test_checkpoint_holds_the_trainer_state_to_resume_from(ray_with_one_logical_gpu, datasets, tmp_path):
@@ -88,3 +110,23 @@ def test_checkpoint_holds_the_trainer_state_to_resume_from(ray_with_one_logical_
     best = frame.loc[frame["objective"].idxmin()]
     assert state["best_generator"]["meta"]["objective"] == best_file["meta"]["objective"] == best["objective"]
     assert best_file["meta"]["epoch"] == best["epoch"] and result.config["seed"] == 5
+
+    # the same trial failing after its first checkpoint restarts from it and continues exactly
+    restarted = run_trials(datasets, tmp_path, [{}], seed=5, trainable=failing_once_after_first_report(),
+                           name="restarted", max_failures=1)[0]
+    assert load_trials(tmp_path / "restarted")["num_failures"].tolist() == [1]
+    again = pd.DataFrame(restarted.metrics_dataframe)
+    assert again["epoch"].tolist() == [1.0, 2.0]  # epoch 1 not trained twice
+    straight, resumed = frame.set_index("epoch").loc[2.0], again.set_index("epoch").loc[2.0]
+    for key in ("step", "d_loss", "g_loss", "d_real", "d_fake", "fid", "kid", "collapse_score", "objective"):
+        assert resumed[key] == straight[key], key
+
+
+def test_steps_per_report_reports_at_fractional_epochs(ray_with_one_logical_gpu, datasets, tmp_path):
+    """--steps-per-report 48 at 64 steps an epoch: reports at steps 48 and 96, then the rest of the
+    second epoch, so epochs 0.75, 1.5 and 2."""
+    results = run_trials(datasets, tmp_path, [{}], early_stop=False, steps_per_report=48)
+    frame = pd.DataFrame(results[0].metrics_dataframe)
+    assert frame["step"].tolist() == [48, 96, 128]
+    assert frame["epoch"].tolist() == [0.75, 1.5, 2.0]
+    assert frame["training_iteration"].tolist() == [1, 2, 3]
