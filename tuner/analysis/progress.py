@@ -60,7 +60,8 @@ def best_so_far_plot(curve: pd.DataFrame, out: Path) -> Path | None:
     for label, rows in curve.groupby("health", sort=False):
         ax.scatter(rows["trial_epochs"], [0.02] * len(rows), transform=ax.get_xaxis_transform(), marker="|",
                    s=200, color=colours[label], label=f"a {label} trial finished")
-    ax.set(xlabel="trial-epochs spent (trials in the order they finished)", ylabel=FID_LABEL, xlim=(0, None),
+    ax.set(xlabel="trial-epochs spent (trials in the order they finished)", ylabel=FID_LABEL, xlim=(0, float(curve["trial_epochs"].max()) + 0.5),  # the markers, on
+           # an axes-blended transform, do not widen the limits themselves
            title="Best healthy FID against the compute spent" +
                  ("" if curve["best_healthy_fid"].notna().any() else ": no trial is healthy"))
     ax.legend(fontsize=8)
