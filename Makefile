@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 tune: install
-	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) tuner/run.py --space smoke --model both --storage-path $(CURDIR)/runs
+	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) tuner/run.py --space demo --storage-path $(CURDIR)/runs
 
 # your own GAN, plugged in by two flags (examples/tiny_gan.py; the protocol is in tuner/trainers.py)
 tune-example: install

@@ -6,7 +6,7 @@ searcher's state for `--resume`.
 
 from functools import partial
 
-from search_spaces.gan import gan_space, smoke_gan_space
+from search_spaces.gan import demo_gan_space, gan_space, smoke_gan_space
 from search_spaces.grid import seed_grid
 from search_spaces.vae import smoke_vae_space, vae_space
 
@@ -19,8 +19,9 @@ def either(gan, vae, trial) -> dict:
 
 SPACES = {  # (--space, --model) -> define-by-run function; "seed-grid" is a list, see grid.py
     ("full", "gan"): gan_space, ("full", "vae"): vae_space, ("full", "both"): partial(either, gan_space, vae_space),
+    ("demo", "gan"): demo_gan_space,
     ("smoke", "gan"): smoke_gan_space, ("smoke", "vae"): smoke_vae_space,
     ("smoke", "both"): partial(either, smoke_gan_space, smoke_vae_space),
 }
 
-__all__ = ["SPACES", "either", "gan_space", "seed_grid", "smoke_gan_space", "smoke_vae_space", "vae_space"]
+__all__ = ["SPACES", "demo_gan_space", "either", "gan_space", "seed_grid", "smoke_gan_space", "smoke_vae_space", "vae_space"]

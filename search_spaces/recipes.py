@@ -22,6 +22,16 @@ RECIPES = {
         {"model": "gan", "loss": "hinge", "z_dim": 32},
         "the labs' best grid point: hinge loss, z_dim 32, their DCGAN defaults (Adam 2e-4, betas (0.5, 0.999), "
         "batch 64)"),
+    "fast-hinge": Recipe(
+        {"model": "gan", "loss": "hinge", "z_dim": 32, "lr_g": 1e-3, "lr_d": 1e-3, "n_critic": 1, "width": 32,
+         "batch_size": 32},
+        "hinge loss at lr 1e-3, batch 32, width 32: healthy with FID 112 after 5 epochs of 10k Fashion-MNIST "
+        "images, where the labs' lr 2e-4 is still at FID 300 (the demo preset starts here)"),
+    "fast-hinge-ema": Recipe(
+        {"model": "gan", "loss": "hinge", "z_dim": 32, "lr_g": 1e-3, "lr_d": 1e-3, "n_critic": 1, "width": 32,
+         "batch_size": 32, "ema_decay": 0.999, "ema_start": 1.0},
+        "fast-hinge with an EMA of G at 0.999 from the second epoch, to smooth the epoch-to-epoch swings of "
+        "its high learning rate"),
     "sngan-ema": Recipe(
         {"model": "gan", "loss": "hinge", "z_dim": 128, "d_norm": "spectral", "lr_g": 2e-4, "lr_d": 2e-4,
          "beta1": 0.5, "beta2": 0.999, "n_critic": 1, "batch_size": 64, "ema_decay": 0.999, "ema_start": 0.0},

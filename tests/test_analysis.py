@@ -343,3 +343,31 @@ def test_best_so_far_counts_only_healthy_trials_in_the_order_they_finished():
     assert curve["trial_id"].tolist() == ["a", "b", "c", "d"]
     assert curve["trial_epochs"].tolist() == [2.0, 3.0, 6.0, 7.0]
     assert curve["best_healthy_fid"].tolist() == [80.0, 80.0, 60.0, 60.0]
+
+
+def test_report_renders_in_a_real_headless_browser(report):
+    """Debian's chromium and chromium-driver (.ci/run installs them) through Selenium: every image
+    has loaded, the console has no errors, and a screenshot of the top of the page is written."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    browser, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (browser and driver_path):
+        pytest.skip("chromium and chromium-driver are not installed (.ci/run installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,2000"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
+    try:
+        driver.get((report / "report.html").as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images, i => [i.alt || i.src.slice(0, 40), i.complete, i.naturalWidth]);")
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        screenshot = report / "report-screenshot.png"
+        driver.save_screenshot(str(screenshot))
+    finally:
+        driver.quit()
+    assert len(images) >= 5, images
+    assert all(complete and width > 0 for _, complete, width in images), [i for i in images if not i[2]]
+    assert errors == [], errors
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

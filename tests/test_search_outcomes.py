@@ -2,7 +2,8 @@
 labels (`immature` for a verdict inside the collapse warm-up, `collapsed` after it) and the warning
 when no trial is healthy, the live progress table, relative paths (--storage-path, the analysis CLI,
 load_trials, --resume), exit status 1 with the first error when a trial errors, --limit below a
-batch refused before Ray starts, and the console scripts."""
+batch refused before Ray starts, the console scripts, and the demo preset of `make tune` reaching a
+healthy GAN on real Fashion-MNIST."""
 
 import contextlib
 import io
@@ -105,6 +106,40 @@ def test_the_analysis_cli_takes_a_relative_experiment_and_out(labels_search):
     assert (labels_search["work"] / "my-report" / "report.html").is_file()
 
 
+def tensorboard_images(folder: Path) -> list[tuple[int, str, bytes]]:
+    """(step, tag, PNG) of every image summary in a trial folder's event files, read as TFRecords."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+    images = []
+    for path in folder.glob("events.out.tfevents.*"):
+        data, offset = path.read_bytes(), 0
+        while offset < len(data):
+            (length,) = struct.unpack_from("<Q", data, offset)
+            event = Event.FromString(data[offset + 12:offset + 12 + length])
+            offset += 12 + length + 4  # length, its CRC, the record, its CRC
+            images += [(event.step, value.tag, value.image.encoded_image_string) for value in event.summary.value
+                       if value.HasField("image")]
+    return sorted(images)
+
+
+def test_tensorboard_gets_each_reports_sample_grid_beside_rays_scalars(labels_search):
+    """One image per report, including the report a budget stop ended on; the image at a trial's last
+    step is the grid its last checkpoint holds for that epoch."""
+    import numpy as np
+    from PIL import Image
+
+    from tuner.tensorboard import IMAGE_TAG
+    for _, trial in labels_search["trials"].iterrows():
+        folder = labels_search["work"] / trial["path"]
+        images = tensorboard_images(folder)
+        assert [(step, tag) for step, tag, _ in images] == \
+            [(step, IMAGE_TAG) for step in range(1, int(trial["epochs_run"]) + 1)], folder
+        last = sorted(folder.glob("checkpoint_*"))[-1] / "grids" / f"epoch_{trial['epochs_run']:g}.png"
+        decode = lambda png: np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))  # noqa: E731
+        assert np.array_equal(decode(images[-1][2]), decode(last.read_bytes()))
+
+
 def test_resume_takes_a_relative_storage_path(labels_search, monkeypatch, capsys):
     """Nothing is left to run: the budget is spent. The resumed search restores from the
     relative path, exits 0 and trains nothing more."""
@@ -126,6 +161,24 @@ def test_a_search_whose_trial_errors_exits_1_with_the_count_and_the_first_error(
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("1 trial(s) errored; first, trial ") and \
         "RuntimeError: planned failure: this trainer cannot be built" in last, last
+
+
+def test_the_demo_preset_finds_a_healthy_gan_from_its_start_point(local_ray, data_dir, tmp_path, capsys):
+    """`make tune`'s preset through the CLI, reduced to 10k images, 6 epochs and two trials: the
+    fast-hinge start point it queues first trains to a healthy best trial."""
+    main(["--space", "demo", "--limit", "10000", "--epochs", "6", "--num-samples", "2", "--data-dir", str(data_dir),
+          "--storage-path", str(tmp_path), "--name", "demo"])
+    trials = load_trials(tmp_path / "demo")
+    best = trials.iloc[0]
+    assert best["health"] == "healthy", trials[["trial_id", "health", "best_fid", "end_reason"]]
+    assert (best["loss"], best["lr_g"], best["width"], best["batch_size"]) == ("hinge", 1e-3, 32, 32)
+    assert best["epochs_run"] == 6 and best["best_fid"] < 200
+    assert "Warning: no trial is healthy" not in capsys.readouterr().out
+
+
+def test_the_demo_preset_searches_gans_only():
+    with pytest.raises(UserInputError, match="^model: --space demo searches gan, not 'vae'$"):
+        preset("demo", model="vae")
 
 
 @pytest.mark.parametrize("values,largest", [

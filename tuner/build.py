@@ -182,6 +182,7 @@ def build_tuner(spec: SearchSpec, datasets: dict | None = None, trainable=None, 
     from tuner.progress import ProgressTable
     from tuner.scheduler import ASHA_VARIANTS, BUDGETED_ASHA_VARIANTS
     from tuner.searchers import FixedConfigs, tpe_searcher
+    from tuner.tensorboard import SampleGridImages
     from tuner.trainable import train_trial
 
     resources = trial_resources(spec, cluster_may_grow)  # before the data: a bad request costs nothing
@@ -218,7 +219,8 @@ def build_tuner(spec: SearchSpec, datasets: dict | None = None, trainable=None, 
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # fid, health and end reason per trial, sorted by RUNG_METRIC; verbose 1: that table and no
         # line per report (Ray's default, 3, prints every report's metrics)
-        progress_reporter=ProgressTable(), verbose=1)
+        progress_reporter=ProgressTable(), verbose=1,
+        callbacks=[SampleGridImages()])  # each report's samples in TensorBoard, beside Ray's scalars
     tune_config = tune.TuneConfig(metric=RUNG_METRIC, mode="min", search_alg=searcher, scheduler=scheduler,
                                   num_samples=num_samples, max_concurrent_trials=spec.max_concurrent)
     if overwrite:

@@ -1,6 +1,6 @@
 """Search GAN/VAE hyperparameters on Ray Tune with Optuna (TPE) and collapse-aware ASHA.
 
-Local:            python tuner/run.py --space smoke
+Local:            python tuner/run.py --space demo
 Your own GAN:     python tuner/run.py --trainer my_gan:make_trainer --space my_gan:space
 Running cluster:  RAY_ADDRESS=http://HEAD:8265 ray job submit -- python tuner/run.py ARGS
                   RAY_ADDRESS=HEAD:6379 python tuner/run.py ARGS
@@ -22,16 +22,22 @@ from search_spaces.recipes import RECIPES
 from tuner.build import check_storage, tune
 from tuner.objective import EndReason, hyperparameters
 from tuner.scheduler import ASHA_VARIANTS
-from tuner.spec import MODELS, SPEC_FILE, SearchSpec, preset, read_configs_file
+from tuner.spec import MODELS, PRESETS, SPEC_FILE, SearchSpec, preset, read_configs_file
 
 D = SearchSpec  # the defaults shown in --help are the spec's own
+
+
+def preset_values(key: str) -> str:
+    """What the presets set `key` to, for --help: "demo 10, smoke 4"."""
+    return ", ".join(f"{space} {values[key]}" for space, values in PRESETS.items() if key in values)
 
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="tuner/run.py", description=__doc__.split("\n")[0],
                        epilog="Flags left unset take the --space preset's defaults.")
     p.add_argument("--space", default="full",
-                   help="full: the whole Optuna space; smoke: tiny nets and data, about a minute on CPU; "
+                   help="full: the whole Optuna space; demo: 12 width-32 GANs on 20k images, about four minutes "
+                        "on a 2-core CPU (make tune); smoke: tiny nets and data, about a minute on CPU; "
                         "seed-grid: the lab's exact grid (both MNISTs, every run to the end); configs: the "
                         "configurations of --configs FILE, each once, to the end; or package.module:function, "
                         "your own Optuna define-by-run space (default: full)")
@@ -54,14 +60,16 @@ def build_parser() -> ArgumentParser:
                         + "; ".join(f"{name}: {recipe.source}" for name, recipe in RECIPES.items())
                         + ") or a JSON file of hyperparameters, such as a trial's params.json (its dataset, epochs "
                           "and seed are dropped); values the space does not search are ignored")
-    p.add_argument("--num-samples", type=int, help=f"trials to run (default: {D.num_samples or 20}, smoke 4)")
+    p.add_argument("--num-samples", type=int, help=f"trials to run (default: {D.num_samples or 20}; {preset_values('num_samples')})")
     p.add_argument("--budget-trial-epochs", type=float,
                    help="stop the whole search once its trials have trained this many epochs in all (the "
                         "running ones are stopped there); default: no budget")
-    p.add_argument("--epochs", type=int, help=f"epochs per trial, also ASHA's max_t (default: {D.epochs}, smoke 2)")
-    p.add_argument("--limit", type=int, help="train on a fixed random subset of this many images (smoke: 2000)")
-    p.add_argument("--eval-samples", type=int, help=f"generated images per evaluation (default {D.eval_samples}, "
-                                                    "smoke 500)")
+    p.add_argument("--epochs", type=int, help=f"epochs per trial, also ASHA's max_t (default: {D.epochs}; "
+                                                     f"{preset_values('epochs')})")
+    p.add_argument("--limit", type=int, help="train on a fixed random subset of this many images (default: all; "
+                                                 f"{preset_values('limit')})")
+    p.add_argument("--eval-samples", type=int, help=f"generated images per evaluation (default {D.eval_samples}; "
+                                                    f"{preset_values('eval_samples')})")
     p.add_argument("--steps-per-report", type=int,
                    help="report/checkpoint every N training steps instead of every epoch")
     p.add_argument("--gpus-per-trial", type=float,
@@ -138,11 +146,11 @@ def spec_from_args(args) -> SearchSpec:
     """The preset of --space, overridden by every flag given."""
     skipped = ("space", "resume", "overwrite", "fixed", "start_from", "configs")
     given = {k: v for k, v in vars(args).items() if v is not None and k not in skipped}
-    start_from = tuple(load_start_point(text) for text in args.start_from or ())
+    if args.start_from:  # else the preset's own start points, if any
+        given["start_from"] = tuple(load_start_point(text) for text in args.start_from)
     trial_configs = read_configs_file(args.configs) if args.configs else ()
     try:
-        return preset(args.space, fixed=parse_fixed(args.fixed), start_from=start_from, trial_configs=trial_configs,
-                      **given)
+        return preset(args.space, fixed=parse_fixed(args.fixed), trial_configs=trial_configs, **given)
     except UserInputError as err:  # a configuration's bad value: name the file it came from
         if args.configs and str(err).startswith("configs: configuration"):
             raise UserInputError(f"configs: {args.configs}: {str(err).removeprefix('configs: ')}") from None

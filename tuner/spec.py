@@ -28,11 +28,13 @@ from models.data import DATASETS
 from models.errors import UserInputError, require_choice, require_non_negative, require_positive, require_seed
 from models.evaluation.features import FEATURE_DIM
 from models.toy_data import TOY_SETS
+from search_spaces import SPACES
+from search_spaces.recipes import RECIPES
 from tuner.objective import NON_HYPERPARAMETER_KEYS
 from tuner.scheduler import ASHA_VARIANTS
 
 SPEC_FILE = "search-spec.json"
-PRESET_SPACES = ("full", "smoke")  # TPE over search_spaces.SPACES
+PRESET_SPACES = ("full", "demo", "smoke")  # TPE over search_spaces.SPACES
 LIST_SPACES = ("seed-grid", "configs")  # fixed lists: the labs' grid, or `trial_configs`
 MODELS = ("gan", "vae", "both")
 DEFAULT_NUM_SAMPLES = 20
@@ -46,7 +48,7 @@ class SearchSpec:
     """One experiment. The defaults are the `full` preset's."""
     name: str | None = None  # None: gantune-<space>-<time>
     storage_path: str = "runs"  # a local directory (made absolute) or a pyarrow URI such as s3://bucket/path
-    space: str = "full"  # "full", "smoke", "seed-grid", "configs" or "package.module:function"
+    space: str = "full"  # "full", "demo", "smoke", "seed-grid", "configs" or "package.module:function"
     model: str = "gan"  # built-in trainer(s) of the preset spaces: gan, vae or both
     trainer: str | None = None  # "package.module:factory" (tuner/trainers.py's protocol); replaces model
     datasets: tuple = ("fashion_mnist",)
@@ -145,6 +147,9 @@ class SearchSpec:
             if self.model == "both" and self.trainer is None:
                 raise UserInputError("model: 'both' picks between the built-in spaces; with your own --space "
                                      "name one model or a --trainer")
+        elif self.space in PRESET_SPACES and self.trainer is None and (self.space, self.model) not in SPACES:
+            searched = [model for space, model in SPACES if space == self.space]
+            raise UserInputError(f"model: --space {self.space} searches {' or '.join(searched)}, not {self.model!r}")
         if self.trainer is not None:
             load_reference("trainer", self.trainer)
         if (self.space == "configs") != bool(self.trial_configs):
@@ -332,6 +337,11 @@ def spec_file(experiment_path: str) -> tuple:
 
 PRESETS = {  # what each preset space changes from SearchSpec's defaults; explicit values override them
     "full": {},
+    # `make tune`: about four minutes on a 2-core CPU, long enough for a healthy best trial with
+    # recognisable garments, and for ASHA (rungs 1, 2, 4) and the collapse stopper (after a 3-epoch
+    # warm-up, patience 2) to act
+    "demo": dict(model="gan", num_samples=12, epochs=8, limit=20000, eval_samples=1000,
+                 start_from=(RECIPES["fast-hinge"].config,)),
     "smoke": dict(num_samples=4, epochs=2, limit=2000, eval_samples=500),
     "seed-grid": dict(model="both", datasets=("mnist", "fashion_mnist"), early_stop=False),
     "configs": dict(early_stop=False),  # a comparison: every configuration runs to the end
