@@ -80,7 +80,8 @@ def build_parser() -> ArgumentParser:
     vae.add_argument("--lr", type=float, default=1e-3, help="VAE learning rate (default: 1e-3)")
     vae.add_argument("--beta", type=float, default=1.0, help="KL weight (default: 1)")
     vae.add_argument("--regularized", action="store_true", help="BatchNorm + dropout in the VAE")
-    vae.add_argument("--dropout", type=float, default=0.2, help="dropout with --regularized (default: 0.2)")
+    vae.add_argument("--dropout", type=float, help="dropout rate of the regularized VAE; only with --regularized "
+                     f"(default: {VAEConfig.dropout})")
 
     run = p.add_argument_group("run")
     run.add_argument("--width", type=int, help="base channel width (default: 64 GAN, 32 VAE)")
@@ -100,6 +101,9 @@ def build_parser() -> ArgumentParser:
 
 
 def config_from_args(args):
+    if args.dropout is not None and not (args.model == "vae" and args.regularized):
+        raise UserInputError("dropout: only the regularized VAE has dropout; add --model vae --regularized or leave "
+                             "--dropout out")
     cls = GANConfig if args.model == "gan" else VAEConfig
     return cls.from_dict({k: v for k, v in vars(args).items() if k in cls.keys() and v is not None})
 
@@ -117,6 +121,8 @@ def retrain_command(config: dict) -> str:
     words = ["python", "-m", "models.train"]
     for key, value in values.items():
         if value == flag_defaults[key] and key not in ALWAYS_IN_COMMAND:
+            continue
+        if key == "dropout" and not values.get("regularized"):  # the flag is refused without --regularized
             continue
         flag = "--" + key.replace("_", "-")
         is_switch = isinstance(flag_defaults[key], bool)  # a store_true flag: present or absent

@@ -70,6 +70,7 @@ CASES = [
     ("train", ["--out", "/proc/gantune/out"], "out", None),
     ("train", ["--seed", "100000000000000000000"], "seed", None),
     ("train", ["--device", "meta"], "device", None),
+    ("train", ["--model", "vae", "--dropout", "0.3"], "dropout", None),
     ("train", ["--device", "cuda:7"], "device", None),
     ("train", ["--image-size", "100000"], "image_size", None),
     ("train", ["--eval-samples", "1"], "eval_samples", None),

@@ -1,5 +1,6 @@
 """`models.train --dropout` reaches every dropout layer of the regularized VAE (flag -> VAEConfig ->
-ConvVAE), and a rate that would drop everything is refused."""
+ConvVAE); the flag without --regularized (which would be silently ignored) and a rate that would
+drop everything are refused."""
 
 import dataclasses
 
@@ -24,7 +25,15 @@ def dropout_rates(*flags) -> set[float]:
 def test_dropout_flag_sets_the_rate_of_the_regularized_vae():
     assert dropout_rates("--regularized", "--dropout", "0.35") == {0.35}
     assert dropout_rates("--regularized") == {0.2}  # the labs' default
-    assert dropout_rates("--dropout", "0.35") == set()  # the vanilla VAE has no dropout
+    assert dropout_rates() == set()  # the vanilla VAE has no dropout
+
+
+def test_dropout_without_regularized_is_refused_and_left_out_of_retrain_commands():
+    from models.train import retrain_command
+    with pytest.raises(UserInputError, match=r"^dropout: only the regularized VAE has dropout"):
+        dropout_rates("--dropout", "0.35")
+    assert "--dropout" not in retrain_command({"model": "vae", "latent_dim": 8})
+    assert "--dropout 0.35" in retrain_command({"model": "vae", "regularized": True, "dropout": 0.35})
 
 
 def test_a_dropout_rate_of_one_is_refused():

@@ -54,16 +54,20 @@ def best_so_far_plot(curve: pd.DataFrame, out: Path) -> Path | None:
         return None
     colours = health_colours(curve["health"])
     fig, ax = plt.subplots(figsize=(7, 4))
-    if curve["best_healthy_fid"].notna().any():
+    any_healthy = curve["best_healthy_fid"].notna().any()
+    if any_healthy:
         ax.step(curve["trial_epochs"], curve["best_healthy_fid"], where="post", color="black",
                 label="best healthy FID so far")
+    else:  # no FID axis to read: say so where the curve would be
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "no trial is healthy: no best FID to draw", transform=ax.transAxes, ha="center")
     for label, rows in curve.groupby("health", sort=False):
         ax.scatter(rows["trial_epochs"], [0.02] * len(rows), transform=ax.get_xaxis_transform(), marker="|",
-                   s=200, color=colours[label], label=f"a {label} trial finished")
-    ax.set(xlabel="trial-epochs spent (trials in the order they finished)", ylabel=FID_LABEL, xlim=(0, float(curve["trial_epochs"].max()) + 0.5),  # the markers, on
-           # an axes-blended transform, do not widen the limits themselves
-           title="Best healthy FID against the compute spent" +
-                 ("" if curve["best_healthy_fid"].notna().any() else ": no trial is healthy"))
+                   s=200, color=colours[label], label=f"{label} trial finished")
+    # the markers, on an axes-blended transform, do not widen the x limits themselves
+    ax.set(xlabel="trial-epochs spent (trials in the order they finished)", ylabel=FID_LABEL if any_healthy else "",
+           xlim=(0, float(curve["trial_epochs"].max()) + 0.5),
+           title="Best healthy FID against the compute spent" + ("" if any_healthy else ": no trial is healthy"))
     ax.legend(fontsize=8)
     return save_figure(fig, out / "best_so_far.png")
 
