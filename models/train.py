@@ -23,7 +23,7 @@ import torch
 from models.config import LR_DECAYS, OPTIMIZERS, GANConfig, VAEConfig
 from models.data import DATA_DIR_ENV, DATASETS, from_gan_range, load_dataset
 from models.errors import ArgumentParser, UserInputError, exit_on_user_error, require_non_negative, require_writable
-from models.evaluation import Evaluator
+from models.evaluation import evaluator_for
 from models.evaluation.features import FEATURE_DIM
 from models.gan_trainer import GANTrainer
 from models.grids import save_grid, save_points, save_vae_grids
@@ -94,8 +94,9 @@ def build_parser() -> ArgumentParser:
                      help="continue from OUT/checkpoint.pt, with the run's flags (only --epochs may grow)")
     run.add_argument("--overwrite", action="store_true", help="replace the run already in OUT")
     run.add_argument("--eval-samples", type=int,
-                     help=f"generated images evaluated each epoch (FID, KID, collapse verdict) as in a tuning "
-                     f"trial; 0 skips (default: {DEFAULT_EVAL_SAMPLES} for image datasets, 0 for the 2-D toy sets)")
+                     help=f"generated samples evaluated each epoch as in a tuning trial (images: FID, KID, the "
+                     "collapse verdict; 2-D toy sets: modes covered, high-quality share, sliced Wasserstein, the "
+                     f"verdict); 0 skips (default: {DEFAULT_EVAL_SAMPLES})")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -221,18 +222,20 @@ def save_checkpoint(state: dict, path: Path) -> None:
 
 
 def load_evaluator(args, train, device, n: int):
-    """The Evaluator a tuning trial on this dataset gets."""
-    evaluator = Evaluator.for_dataset(args.dataset, args.data_dir, n_samples=n).to(device)
-    if evaluator.image_shape != train.shape:
+    """The evaluator a tuning trial on this dataset gets: the image Evaluator, or a 2-D toy set's
+    ToyEvaluator (modes covered, high-quality share, sliced Wasserstein, the same verdict)."""
+    evaluator = evaluator_for(args.dataset, args.data_dir, n_samples=n).to(device)
+    if train.is_image and evaluator.image_shape != train.shape:
         raise UserInputError(f"eval_samples: {args.dataset}'s evaluator scores {evaluator.image_shape} images, "
                              f"this run makes {train.shape} ones; pass --eval-samples 0")
     return evaluator
 
 
-def evaluate(trainer, evaluator, n: int, history: list, is_gan: bool) -> dict:
-    """The evaluation fields of a trial's report: fid, fid_floor, kid, the collapse verdict and its signals."""
+def evaluate(trainer, evaluator, n: int, history: list, gan_images: bool) -> dict:
+    """The evaluation fields of a trial's report: fid, fid_floor, kid (images), the collapse verdict
+    and its signals. A GAN's images are mapped from [-1, 1]; a toy GAN's points are scored as drawn."""
     samples = trainer.sample(n)
-    evaluation = evaluator.evaluate(from_gan_range(samples) if is_gan else samples, history=history[-5:])
+    evaluation = evaluator.evaluate(from_gan_range(samples) if gan_images else samples, history=history[-5:])
     return {**evaluation, "reasons": "; ".join(evaluation["reasons"])}
 
 
@@ -269,9 +272,7 @@ def main(argv=None) -> None:
     if args.limit:
         train = train.subset(args.limit, seed=args.seed)
     trainer = (GANTrainer if args.model == "gan" else VAETrainer)(config, train, device)
-    eval_samples = args.eval_samples
-    if eval_samples is None:
-        eval_samples = DEFAULT_EVAL_SAMPLES if train.is_image else 0
+    eval_samples = DEFAULT_EVAL_SAMPLES if args.eval_samples is None else args.eval_samples
     evaluator = load_evaluator(args, train, device, eval_samples) if eval_samples else None
     test = None if args.model == "gan" else load_dataset(args.dataset, train=False, **data_kw)
 
@@ -309,7 +310,7 @@ def train_epochs(args, trainer, train, test, evaluator, eval_samples: int, histo
             else:
                 save_points(trainer.sample(1000), train.images, out / "samples" / f"{tag}.png")
             if evaluator:
-                evaluation = evaluate(trainer, evaluator, eval_samples, history, args.model == "gan")
+                evaluation = evaluate(trainer, evaluator, eval_samples, history, args.model == "gan" and train.is_image)
                 metrics.update(evaluation, diverged=metrics["diverged"] or evaluation["diverged"])
             log.write(json.dumps(metrics) + "\n")
             log.flush()

@@ -14,6 +14,20 @@ def read_result_json(path: Path) -> pd.DataFrame:
     return pd.read_json(path, lines=True, dtype={"trial_id": str})
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """A private local Ray (never another process's cluster) for one test module, started from the
+    repository root: Ray gives its workers the driver's current directory on their path, which is
+    how trials import examples.tiny_gan and the test modules' own trainers."""
+    import ray
+    before = os.getcwd()
+    os.chdir(REPO)
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+    os.chdir(before)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     path = Path(os.environ.get("GANTUNE_DATA_DIR") or REPO.parent / "shared" / "datasets")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-import ray
+from PIL import Image
 
 from models.errors import UserInputError
 from tests.conftest import REPO, read_result_json
@@ -84,14 +84,6 @@ def test_a_toy_set_is_refused_to_what_cannot_train_points(tmp_path):
         spec_of("--configs", path, "--dataset", "toy2d_semicircles", "--name", "x")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """A private local Ray (never another process's cluster), shared by the two searches."""
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def reports(experiment: Path) -> dict:
     """trial id -> (its config, its reports)."""
     found = {}
@@ -132,3 +124,7 @@ def test_a_toy_search_is_scored_by_the_toy_evaluator_and_ranked(local_ray, tmp_p
         assert rows["high_quality_share"].between(0, 1).all() and rows["balance"].between(0, 1).all()
     ranked = load_trials(tmp_path / "ring")
     assert sorted(ranked["rank"]) == [1, 2] and ranked["best_fid"].notna().all()
+    for path in ranked["path"]:  # each report's picture: generated points over real ones, not a 2-pixel-wide grid
+        picture = sorted((sorted(Path(path).glob("checkpoint_*"))[-1] / "grids").glob("epoch_*.png"))[-1]
+        with Image.open(picture) as image:
+            assert min(image.size) >= 200 and len(set(image.convert("RGB").getdata())) > 10, image.size

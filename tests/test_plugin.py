@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-import ray
 import torch
 
 from tests.conftest import REPO, read_result_json
@@ -20,18 +19,6 @@ from tuner.trainable import TRAINER_STATE
 pytestmark = pytest.mark.slow
 TRAINER, SPACE = "examples.tiny_gan:make_trainer", "examples.tiny_gan:space"
 SMALL = ["--trainer", TRAINER, "--space", SPACE, "--limit", "640", "--eval-samples", "200"]
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """A private local Ray started from the repository root: Ray gives its workers the driver's
-    current directory on their path, which is how trials import examples.tiny_gan."""
-    before = os.getcwd()
-    os.chdir(REPO)
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-    os.chdir(before)
 
 
 def search(tmp_path, name, data_dir, *flags):

@@ -7,7 +7,6 @@ healthy GAN on real Fashion-MNIST."""
 
 import contextlib
 import io
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -15,10 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import ray
 
 from models.errors import UserInputError
-from tests.conftest import REPO, read_result_json
+from tests.conftest import read_result_json
 from tuner.analysis import load_trials
 from tuner.analysis.ranking import HEALTH_ORDER, health, no_healthy_warning
 from tuner.objective import RUNG_METRIC
@@ -36,18 +34,6 @@ SCRIPTS = {"gantune-tune": "tuner/run.py", "gantune-report": "python -m tuner.an
 def make_trainer_that_raises(config: dict, data, device):
     """A --trainer whose every trial fails, as a broken plug-in does."""
     raise RuntimeError("planned failure: this trainer cannot be built")
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """A private local Ray started from the repository root, which Ray puts on its workers' path
-    (trials import examples.tiny_gan and this module from there)."""
-    before = os.getcwd()
-    os.chdir(REPO)
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-    os.chdir(before)
 
 
 @pytest.fixture(scope="module")

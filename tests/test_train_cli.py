@@ -42,6 +42,20 @@ def test_gan_run_evaluates_every_epoch_and_resumes(data_dir, tmp_path):
     assert json.loads((out / "config.json").read_text())["loss"] == "hinge"
 
 
+def test_a_toy_run_is_evaluated_by_the_toy_evaluator_each_epoch(tmp_path):
+    out = tmp_path / "ring"
+    done = run_cli("--dataset", "toy2d_ring", "--arch", "mlp", "--loss", "hinge", "--width", "16", "--batch-size",
+                   "256", "--epochs", "2", "--eval-samples", "500", "--out", out, "--quiet")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1.0, 2.0]
+    for m in lines:  # the toy evaluator's fields, not the image evaluator's
+        assert {"sliced_wasserstein", "high_quality_share", "balance", "collapsed", "reasons"} <= m.keys()
+        assert 0 <= m["coverage"] <= 8 and m["sliced_wasserstein"] > m["sliced_wasserstein_floor"] > 0
+        assert "kid" not in m
+    assert (out / "samples" / "epoch_002.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_vae_run_writes_reconstructions_samples_interpolations(data_dir, tmp_path):
     done = run_cli("--model", "vae", "--dataset", "mnist", "--data-dir", data_dir, "--limit", "512",
                    "--epochs", "1", "--latent-dim", "8", "--out", tmp_path, "--quiet")

@@ -29,6 +29,7 @@ import torch
 from ray import tune
 
 TRAINER_STATE = "trainer.pt"
+SCATTER_POINTS = 1000  # generated points drawn over the real ones for a 2-D toy trial's picture
 GRIDS = "grids"  # checkpoint folder with the fixed-noise grid of every report so far: epoch_<epoch>.png
 
 
@@ -69,7 +70,7 @@ def train_trial(config: dict, *, datasets: dict, settings: TrialSettings) -> Non
     """Function trainable. `datasets` maps a dataset name to (training Dataset, Evaluator), or to an
     ObjectRef of that pair. config["model"] names the trainer factory (tuner/trainers.py)."""
     require_project()
-    from models.grids import save_grid
+    from models.grids import save_grid, save_points
     from tuner.handover import BestGenerator
     from tuner.objective import decide_end, objective, searcher_objective
     from tuner.trainers import build_trainer
@@ -122,7 +123,10 @@ def train_trial(config: dict, *, datasets: dict, settings: TrialSettings) -> Non
         best.update(trainer, config, report["objective"], trainer.epoch)
 
         with tempfile.TemporaryDirectory() as tmp:
-            grids[f"epoch_{trainer.epoch:g}.png"] = save_grid(trainer.sample(), Path(tmp) / "samples.png").read_bytes()
+            picture = Path(tmp) / "samples.png"  # images: a grid; 2-D points: generated over real, a scatter
+            saved = (save_grid(trainer.sample(), picture) if getattr(data, "is_image", True) else
+                     save_points(trainer.sample(SCATTER_POINTS), data.images, picture))
+            grids[f"epoch_{trainer.epoch:g}.png"] = saved.read_bytes()
             (Path(tmp) / GRIDS).mkdir()
             for name, png in grids.items():  # the latest checkpoint (always kept) holds every epoch's grid
                 (Path(tmp) / GRIDS / name).write_bytes(png)
