@@ -26,6 +26,7 @@ trial-epochs) and quality_seed<S>_<arm>.png (the winners' samples). Asserts noth
 """
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -57,6 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--storage", type=Path, default=Path("runs") / f"bench-quality-{time.strftime('%Y%m%d-%H%M%S')}",
                    help="where both arms' experiments are kept, with the winners' weights; give an earlier run's "
                         "to finish it: arms already there are resumed, not redone (default: runs/bench-quality-<time>)")
+    p.add_argument("--reuse-a", type=Path, metavar="JSON",
+                   help="take arm A's reports and winner grid from an earlier quality JSON instead of retraining "
+                        "the six recipes: refused unless its A spec per seed equals this run's (storage aside)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "quality.json",
                    help="JSON file to write; the PNGs go beside it")
     return p.parse_args(argv)
@@ -77,6 +81,28 @@ def arm_specs(seed: int, args) -> dict:
                         num_samples=10 * budget, budget_trial_epochs=budget, random_trials=args.random_trials,
                         start_from=tuple(RECIPES[name].config for name in args.start_from), **common),
     }
+
+
+def reused_arm_a(path: Path, seed: int, spec) -> tuple:
+    """Arm A of `seed` from a stored quality JSON: its reports and its winner grid's file name,
+    provided the stored spec equals `spec` in everything but where it was kept (A is fixed
+    configurations run to the end, so it is the same experiment). Exit 2 otherwise."""
+    import pandas as pd
+    if not path.is_file():
+        refuse(f"--reuse-a: {path} is not a file; give a JSON written by bench/quality.py")
+    stored, key = json.loads(path.read_text()), f"A-seed{seed}"
+    theirs, ours = stored.get("specs", {}).get(key), json.loads(spec.to_json())  # tuples as the file has them
+    if theirs is None:
+        refuse(f"--reuse-a: {path} has no arm {key}; it has {', '.join(sorted(stored.get('specs', {}))) or 'none'}")
+    differ = sorted(k for k in ours.keys() | theirs.keys() if k != "storage_path" and ours.get(k) != theirs.get(k))
+    if differ:
+        refuse(f"--reuse-a: {path} ran arm {key} with other settings ({', '.join(differ)}); run it afresh")
+    return pd.DataFrame(stored["reports"][key]), stored["per_seed"][str(seed)]["A_winner_samples"]
+
+
+def refuse(message: str):
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
 
 
 def healthy(reports):
@@ -140,10 +166,15 @@ def main(argv=None) -> dict:
     report = harness.Report(args)
     budget = len(LAB_RECIPES) * args.epochs
     per_seed, curves, specs = {}, {}, {}
+    reused = {seed: reused_arm_a(args.reuse_a, seed, arm_specs(seed, args)["A"]) for seed in args.seeds} \
+        if args.reuse_a else {}
     with harness.local_ray(num_cpus=args.concurrency, num_gpus=1 if args.gpus_per_trial else 0):
         for seed in args.seeds:
             for arm, spec in arm_specs(seed, args).items():
                 specs[f"{arm}-seed{seed}"] = spec.to_dict()
+                if arm == "A" and seed in reused:
+                    curves[(arm, seed)] = reused[seed][0]
+                    continue
                 # an arm already in --storage (an interrupted run of this script) is finished, not redone
                 resume = (Path(spec.experiment_path) / SPEC_FILE).is_file()
                 curves[(arm, seed)] = harness.run_spec(spec, config_columns=CONFIG_COLUMNS, resume=resume).reports
@@ -152,6 +183,9 @@ def main(argv=None) -> dict:
             for arm, reports in (("A", a), ("B", b)):
                 trial = summary[f"{arm}_winner_trial"]
                 summary[f"{arm}_winner_config"] = winner_config(reports, trial)
+                if arm == "A" and seed in reused:  # its grid lies beside the file it came from
+                    summary["A_reused_from"], summary["A_winner_samples"] = args.reuse_a.name, reused[seed][1]
+                    continue
                 summary[f"{arm}_winner_samples"] = save_winner_grid(
                     args.storage / f"{arm}-seed{seed}", trial, args.out.with_name(f"{args.out.stem}_seed{seed}_{arm}.png"))
             per_seed[seed] = summary

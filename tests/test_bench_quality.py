@@ -25,14 +25,18 @@ def best(reports: list[dict]) -> float | None:
     return min((r["fid"] for r in reports), default=None)
 
 
+def run_quality(data_dir, out, *flags, epochs=EPOCHS):
+    return subprocess.run(
+        [sys.executable, str(REPO / "bench" / "quality.py"), "--data-dir", str(data_dir), "--out", str(out),
+         "--storage", str(out.parent / "runs"), "--epochs", str(epochs), "--limit", "1000", "--width", "16",
+         "--eval-samples", "200", "--concurrency", str(CONCURRENCY), *flags],
+        capture_output=True, text=True, timeout=900)
+
+
 @pytest.fixture(scope="module")
 def quality(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("quality") / "quality.json"
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "quality.py"), "--data-dir", str(data_dir), "--out", str(out),
-         "--storage", str(out.parent / "runs"), "--epochs", str(EPOCHS), "--limit", "1000", "--width", "16",
-         "--eval-samples", "200", "--concurrency", str(CONCURRENCY)],
-        capture_output=True, text=True, timeout=900)
+    done = run_quality(data_dir, out)
     assert done.returncode == 0, done.stderr[-3000:]
     return out, json.loads(out.read_text())
 
@@ -89,6 +93,26 @@ def test_winner_grids_are_drawn_from_the_kept_generators(quality):
         grid = out.parent / report["per_seed"]["0"][f"{arm}_winner_samples"]
         with Image.open(grid) as image:  # 10 x 10 images of 28 px, 2 px padding
             assert image.size == (10 * 30 + 2, 10 * 30 + 2)
+
+
+def test_arm_a_reused_from_an_earlier_file_is_its_reports_and_grid(quality, data_dir, tmp_path):
+    """--reuse-a takes A's reports and winner grid as they were and runs B afresh; the summary is
+    recomputed from them. Other settings than the file's are refused before anything runs."""
+    first, report = quality
+    out = first.parent / "reused.json"
+    done = run_quality(data_dir, out, "--reuse-a", str(first), "--storage", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    reused = json.loads(out.read_text())
+    assert reused["reports"]["A-seed0"] == report["reports"]["A-seed0"]
+    assert reused["reports"]["B-seed0"] != report["reports"]["B-seed0"]  # B ran again, in its own storage
+    seed = reused["per_seed"]["0"]
+    assert seed["A_reused_from"] == first.name and seed["A_winner_samples"] == report["per_seed"]["0"]["A_winner_samples"]
+    assert seed["A_best_fid"] == report["per_seed"]["0"]["A_best_fid"]
+    assert not (tmp_path / "runs" / "A-seed0").exists()  # A was not trained again
+
+    refused = run_quality(data_dir, tmp_path / "never.json", "--reuse-a", str(first), epochs=EPOCHS + 1)
+    assert refused.returncode == 2 and not (tmp_path / "never.json").exists()
+    assert refused.stderr.strip().splitlines()[-1].startswith("--reuse-a:") and "epochs" in refused.stderr
 
 
 STORED_RUNS = sorted(p for p in (REPO / "bench" / "results").glob("quality*.json") if "retrained" not in p.name)
