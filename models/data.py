@@ -22,6 +22,8 @@ DATA_DIR_ENV = "GANTUNE_DATA_DIR"
 DEFAULT_DATA_DIR = Path.home() / ".cache" / "gantune" / "datasets"
 MNIST_OFFLINE_DIR = "mnist-test10k"
 MNIST_OFFLINE_TRAIN = 8000  # of the 10k real test images when only those are on disk
+HELDOUT_SHARE = 0.1  # of a user's folder or IDX pair, kept out of training as its held-out split
+HELDOUT_SEED = 0  # the split is the same for every run and seed: the evaluator's reference depends on it
 
 _IDX_IMAGES_MAGIC = 0x00000803
 _IDX_LABELS_MAGIC = 0x00000801
@@ -76,13 +78,26 @@ def load_dataset(name: str, data_dir=None, train: bool = True, image_size: int |
     return data
 
 
-def _idx(idx_images, idx_labels) -> Dataset:
+def heldout_split(data: Dataset, train: bool) -> Dataset:
+    """A set that comes as one pile (a folder, an IDX pair) split in two: a fixed random
+    HELDOUT_SHARE of it (at least one image) is the held-out split, the rest the training split.
+    The evaluator's feature net is tested, and memorisation measured, on images training never saw."""
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(HELDOUT_SEED))
+    n_heldout = max(1, math.ceil(HELDOUT_SHARE * len(data)))
+    if len(data) <= n_heldout:
+        raise UserInputError(f"dataset: {data.name} holds {len(data)} image(s); it needs at least 2, "
+                             f"{HELDOUT_SHARE:.0%} of them held out for evaluation")
+    idx = order[n_heldout:] if train else order[:n_heldout]
+    return Dataset(data.name, data.images[idx], data.labels[idx], data.num_classes)
+
+
+def _idx(idx_images, idx_labels, train: bool) -> Dataset:
     if not idx_images or not idx_labels:
         raise UserInputError("idx: pass both --idx-images and --idx-labels (IDX file paths)")
     data = Dataset("idx", read_idx_images(idx_images), read_idx_labels(idx_labels), 0)
     data.num_classes = int(data.labels.max()) + 1
     _check_same_length(data, idx_images)
-    return data
+    return heldout_split(data, train)
 
 
 def to_gan_range(images: torch.Tensor) -> torch.Tensor:
@@ -203,34 +218,52 @@ def _mnist(root: Path, train: bool, download: bool) -> Dataset:
     return found
 
 
-def _image_folder(root: Path, image_size: int) -> Dataset:
-    """torchvision's ImageFolder (one sub-folder per class), every image resized and centre-cropped.
-    An image that cannot be read (corrupt, not an image, or a decompression bomb: more pixels than
-    PIL's limit) is refused, naming the file, rather than skipped: a silently smaller training set
-    would change the data, and with it the FIDs, from one run to the next."""
-    from PIL import Image
-    from torchvision import datasets, transforms
+def _folder_samples(root: Path) -> tuple[list[tuple[str, int]], int]:
+    """(path, label) of every image and the class count: torchvision's ImageFolder layout (one
+    sub-folder per class), or, with no sub-folders, the images in `root` itself as one unlabelled
+    class (CelebA's layout)."""
+    from torchvision import datasets
+    from torchvision.datasets.folder import IMG_EXTENSIONS
     if not root.is_dir():
-        raise UserInputError(f"image_folder: {root} is not a directory of class sub-folders")
+        raise UserInputError(f"image_folder: {root} is not a directory (of images, or of class sub-folders)")
+    if not any(entry.is_dir() for entry in root.iterdir()):
+        files = sorted(str(f) for f in root.iterdir() if f.suffix.lower() in IMG_EXTENSIONS)
+        if not files:
+            raise UserInputError(f"image_folder: {root} holds no images ({', '.join(IMG_EXTENSIONS)}) and no "
+                                 "class sub-folders")
+        return [(f, 0) for f in files], 1
     try:
         ds = datasets.ImageFolder(str(root))
     except (FileNotFoundError, RuntimeError) as err:
         raise UserInputError(f"image_folder: {root}: {err}") from None
-    require_memory("image_size", len(ds) * 3 * image_size ** 2 * 4, f"{len(ds)} images of {image_size} x {image_size}")
+    return ds.samples, len(ds.classes)
+
+
+def _image_folder(root: Path, image_size: int, train: bool) -> Dataset:
+    """A folder of images (see _folder_samples), every image resized and centre-cropped, then split
+    by heldout_split. An image that cannot be read (corrupt, not an image, or a decompression bomb:
+    more pixels than PIL's limit) is refused, naming the file, rather than skipped: a silently
+    smaller training set would change the data, and with it the FIDs, from one run to the next."""
+    from PIL import Image
+    from torchvision import transforms
+    from torchvision.datasets.folder import default_loader
+    samples, num_classes = _folder_samples(root)
+    require_memory("image_size", len(samples) * 3 * image_size ** 2 * 4,
+                   f"{len(samples)} images of {image_size} x {image_size}")
     tf = transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
                              transforms.ToTensor()])
     images = []
-    for path, _ in ds.samples:
+    for path, _ in samples:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)  # past PIL's pixel limit
-                images.append(tf(ds.loader(path)))
+                images.append(tf(default_loader(path)))
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise UserInputError(f"image_folder: {path} is not a readable image ({reason}); remove or replace "
                                  "it") from None
-    labels = torch.tensor([label for _, label in ds.samples], dtype=torch.long)
-    return Dataset("image_folder", torch.stack(images), labels, len(ds.classes))
+    labels = torch.tensor([label for _, label in samples], dtype=torch.long)
+    return heldout_split(Dataset("image_folder", torch.stack(images), labels, num_classes), train)
 
 
 def _toy(name: str, toy_size: int, seed: int, train: bool, **_) -> Dataset:
@@ -245,9 +278,9 @@ def _toy(name: str, toy_size: int, seed: int, train: bool, **_) -> Dataset:
 DATASETS = {
     "mnist": lambda root, train, download, **_: _mnist(root, train, download),
     "fashion_mnist": lambda root, train, download, **_: _fashion_mnist(root, train, download),
-    "idx": lambda idx_images, idx_labels, **_: _idx(idx_images, idx_labels),
+    "idx": lambda idx_images, idx_labels, train, **_: _idx(idx_images, idx_labels, train),
     "cifar10": lambda root, train, download, **_: _cifar10(root, train, download),
-    "image_folder": lambda root, image_size, **_: _image_folder(root, image_size or 64),
+    "image_folder": lambda root, image_size, train, **_: _image_folder(root, image_size or 64, train),
     **{name: partial(_toy, name) for name in TOY_SETS},  # toy2d_ring, toy2d_moons, toy2d_semicircles
 }
 

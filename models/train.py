@@ -224,7 +224,8 @@ def save_checkpoint(state: dict, path: Path) -> None:
 def load_evaluator(args, train, device, n: int):
     """The evaluator a tuning trial on this dataset gets: the image Evaluator, or a 2-D toy set's
     ToyEvaluator (modes covered, high-quality share, sliced Wasserstein, the same verdict)."""
-    evaluator = evaluator_for(args.dataset, args.data_dir, n_samples=n).to(device)
+    evaluator = evaluator_for(args.dataset, args.data_dir, n_samples=n, image_size=args.image_size,
+                              idx_images=args.idx_images, idx_labels=args.idx_labels).to(device)
     if train.is_image and evaluator.image_shape != train.shape:
         raise UserInputError(f"eval_samples: {args.dataset}'s evaluator scores {evaluator.image_shape} images, "
                              f"this run makes {train.shape} ones; pass --eval-samples 0")

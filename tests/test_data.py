@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from models.data import DeviceBatches, load_dataset, to_gan_range
+from models.data import HELDOUT_SEED, DeviceBatches, load_dataset, to_gan_range
 from models.errors import UserInputError
 
 
@@ -48,11 +48,15 @@ def test_mnist_offline_splits_the_real_test_set(data_dir):
     assert torch.equal(train.labels, labels[:8000]) and torch.equal(test.labels, labels[8000:])
 
 
-def test_idx_pair_reads_like_the_named_dataset(data_dir, fashion_test):
+def test_idx_pair_reads_like_the_named_dataset_split_into_training_and_heldout(data_dir, fashion_test):
+    """An IDX pair is one pile: a fixed random tenth of it is held out, the rest trains."""
     raw = data_dir / "FashionMNIST" / "raw"
-    data = load_dataset("idx", idx_images=raw / "t10k-images-idx3-ubyte", idx_labels=raw / "t10k-labels-idx1-ubyte")
-    assert torch.equal(data.images, fashion_test.images) and torch.equal(data.labels, fashion_test.labels)
-    assert data.num_classes == 10
+    files = dict(idx_images=raw / "t10k-images-idx3-ubyte", idx_labels=raw / "t10k-labels-idx1-ubyte")
+    train, heldout = load_dataset("idx", **files), load_dataset("idx", train=False, **files)
+    order = torch.randperm(10_000, generator=torch.Generator().manual_seed(HELDOUT_SEED))
+    for split, part in ((heldout, order[:1000]), (train, order[1000:])):
+        assert torch.equal(split.images, fashion_test.images[part]) and torch.equal(split.labels, fashion_test.labels[part])
+        assert split.num_classes == 10
 
 
 def test_truncated_idx_names_the_file(data_dir, tmp_path):
@@ -91,7 +95,9 @@ def test_image_folder_reads_class_subfolders(tmp_path, fashion_test):
         for i in range(3):
             save_image(fashion_test.images[cls * 10 + i], tmp_path / f"class{cls}" / f"{i}.png")
     data = load_dataset("image_folder", tmp_path, image_size=32)
-    assert data.images.shape == (6, 3, 32, 32) and data.num_classes == 2
+    heldout = load_dataset("image_folder", tmp_path, train=False, image_size=32)
+    assert data.images.shape == (5, 3, 32, 32) and data.num_classes == heldout.num_classes == 2
+    assert len(heldout) == 1 and not any(torch.equal(heldout.images[0], x) for x in data.images)
 
 
 @pytest.mark.parametrize("name,modes", [("toy2d_ring", 8), ("toy2d_moons", 2)])

@@ -83,10 +83,11 @@ def load_datasets(spec: SearchSpec) -> dict:
     from models.evaluation import evaluator_for
     datasets = {}
     for name in spec.datasets:
-        train = load_dataset(name, spec.data_dir, train=True)
+        train = load_dataset(name, spec.data_dir, train=True, **spec.data_options)
         if spec.limit:
             train = train.subset(spec.limit, seed=spec.seed)
-        datasets[name] = (train, evaluator_for(name, spec.data_dir, n_samples=spec.eval_samples))
+        datasets[name] = (train, evaluator_for(name, spec.data_dir, n_samples=spec.eval_samples,
+                                               **spec.data_options))
     return datasets
 
 

@@ -51,7 +51,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--dataset", dest="datasets", nargs="+", choices=DATASETS,
                    help="dataset(s); default fashion_mnist (seed-grid: mnist fashion_mnist)")
     p.add_argument("--data-dir", help="dataset directory on the driver (default: $GANTUNE_DATA_DIR or "
-                   "~/.cache/gantune/datasets); trials get the data through Ray's object store")
+                   "~/.cache/gantune/datasets; image_folder: the folder of images, or of one sub-folder per "
+                   "class); trials get the data through Ray's object store")
+    p.add_argument("--image-size", type=int, help="image_folder and idx: resize to this square size (default: "
+                   "image_folder 64, idx its own); the dcgan nets take 28 or a power of two >= 8")
+    p.add_argument("--idx-images", help="with --dataset idx: the IDX image file (ubyte, as MNIST's)")
+    p.add_argument("--idx-labels", help="with --dataset idx: the IDX label file that goes with it")
     p.add_argument("--fixed", nargs="+", metavar="KEY=VALUE",
                    help="hyperparameters pinned for every trial and never searched, e.g. width=64 arch=dcgan "
                         "(VALUE is read as JSON, else as a string)")

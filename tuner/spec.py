@@ -37,6 +37,7 @@ SPEC_FILE = "search-spec.json"
 PRESET_SPACES = ("full", "demo", "smoke")  # TPE over search_spaces.SPACES
 LIST_SPACES = ("seed-grid", "configs")  # fixed lists: the labs' grid, or `trial_configs`
 MODELS = ("gan", "vae", "both")
+RESIZABLE_DATASETS = ("image_folder", "idx")  # the user's own images: --image-size applies to them
 DEFAULT_NUM_SAMPLES = 20
 # What --resume takes from the flags given now; everything else comes from the interrupted run's
 # spec, since a different --limit or --seed would silently resume trials on other data.
@@ -53,6 +54,9 @@ class SearchSpec:
     trainer: str | None = None  # "package.module:factory" (tuner/trainers.py's protocol); replaces model
     datasets: tuple = ("fashion_mnist",)
     data_dir: str | None = None  # None: $GANTUNE_DATA_DIR or ~/.cache/gantune/datasets
+    image_size: int | None = None  # image_folder, idx: resize to this square size (image_folder's default: 64)
+    idx_images: str | None = None  # dataset idx: the IDX image file ...
+    idx_labels: str | None = None  # ... and its label file
     limit: int | None = None  # train on a fixed random subset of this many images
     fixed: dict = field(default_factory=dict)  # hyperparameters pinned for every trial, never searched
     trial_configs: tuple = ()  # space "configs": exactly these trial configs, once each, in order
@@ -78,9 +82,12 @@ class SearchSpec:
 
     def __post_init__(self):
         set_field = object.__setattr__.__get__(self)  # frozen: normalise once, here
-        for key in ("storage_path", "data_dir"):
+        for key in ("storage_path", "data_dir", "idx_images", "idx_labels"):
             if isinstance(getattr(self, key), os.PathLike):
                 set_field(key, os.fspath(getattr(self, key)))
+        for key in ("idx_images", "idx_labels"):  # read on the driver, also when it resumes from elsewhere
+            if getattr(self, key) is not None:
+                set_field(key, os.path.abspath(os.path.expanduser(getattr(self, key))))
         for key, value in typed_fields(self, flag).items():  # JSON and notebooks can hand any type
             set_field(key, value)
         set_field("datasets", tuple(self.datasets))
@@ -99,7 +106,7 @@ class SearchSpec:
         for key in ("epochs", "eval_samples", "cpus_per_trial", "reduction_factor", "collapse_patience",
                     "keep_checkpoints", "grace_period"):
             require_positive(flag(key), getattr(self, key))
-        for key in ("num_samples", "limit", "max_concurrent", "budget_trial_epochs"):
+        for key in ("num_samples", "limit", "max_concurrent", "budget_trial_epochs", "image_size"):
             if getattr(self, key) is not None:
                 require_positive(flag(key), getattr(self, key))
         for key in ("max_failures", "steps_per_report", "random_trials"):
@@ -135,6 +142,24 @@ class SearchSpec:
         self.validate_points_data()
         self.validate_start_from()
         self.validate_limit()
+        self.validate_data_options()
+
+    def validate_data_options(self) -> None:
+        """--idx-images/--idx-labels belong to --dataset idx, which needs both; --image-size resizes only
+        the sets that are not a fixed size."""
+        if "idx" in self.datasets and not (self.idx_images and self.idx_labels):
+            raise UserInputError("idx-images: --dataset idx needs --idx-images FILE and --idx-labels FILE")
+        if (self.idx_images or self.idx_labels) and "idx" not in self.datasets:
+            raise UserInputError(f"idx-images: the IDX files are read only with --dataset idx, not "
+                                 f"{', '.join(self.datasets)}")
+        if self.image_size is not None and not set(self.datasets) & set(RESIZABLE_DATASETS):
+            raise UserInputError(f"image-size: resizes {' and '.join(RESIZABLE_DATASETS)} images; "
+                                 f"{', '.join(self.datasets)} keep their own size")
+
+    @property
+    def data_options(self) -> dict:
+        """What load_dataset and the evaluator need beyond the name and data_dir."""
+        return {"image_size": self.image_size, "idx_images": self.idx_images, "idx_labels": self.idx_labels}
 
     def validate_space(self) -> None:
         from tuner.trainers import load_reference

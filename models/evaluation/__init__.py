@@ -10,12 +10,13 @@ from models.evaluation.toy import ToyEvaluator
 from models.toy_data import TOY_SETS
 
 
-def evaluator_for(dataset: str, data_dir=None, n_samples: int = 2000):
+def evaluator_for(dataset: str, data_dir=None, n_samples: int = 2000, **data_options):
     """The evaluator a trial on `dataset` gets: ToyEvaluator for the 2-D toy sets (points, no
-    classifier), else the image Evaluator (feature net, FID)."""
+    classifier), else the image Evaluator (feature net, FID). `data_options`: load_dataset's
+    image_size, idx_images and idx_labels."""
     if dataset in TOY_SETS:
         return ToyEvaluator.for_dataset(dataset, n_samples=n_samples)
-    return Evaluator.for_dataset(dataset, data_dir, n_samples=n_samples)
+    return Evaluator.for_dataset(dataset, data_dir, n_samples=n_samples, **data_options)
 
 
 __all__ = [

@@ -126,7 +126,7 @@ def _severity_high(value: float, threshold: float) -> float:
     return float(np.clip(0.5 * value / threshold, 0, 1))
 
 
-def detect_collapse(coverage_fraction: float, entropy: float, kl: float, diversity: float,
+def detect_collapse(coverage_fraction: float | None, entropy: float | None, kl: float | None, diversity: float,
                     roughness_ratio: float = 1.0, blank_share: float = 0.0,
                     non_finite_images: bool = False, history=None, recall: float = 1.0,
                     duplicate_share: float = 0.0, memorized_share: float = 0.0) -> dict:
@@ -138,7 +138,8 @@ def detect_collapse(coverage_fraction: float, entropy: float, kl: float, diversi
     Divergence (non-finite images, pixel noise - roughness far above the real data's -, blank
     images, non-finite losses) and memorisation (too many samples copy training images) also set
     collapsed, since such a trial must lose as well; `diverged` and `memorized` tell them apart
-    from mode collapse.
+    from mode collapse. Without classes (an unlabelled folder) the three class signals are None
+    and the verdict rests on the others.
     """
     reasons = []
     history_diverged, history_collapsing, history_reasons = history_signals(history)
@@ -155,11 +156,13 @@ def detect_collapse(coverage_fraction: float, entropy: float, kl: float, diversi
     if diverged:
         return {"collapse_score": 1.0, "collapsed": True, "diverged": True, "memorized": False, "reasons": reasons}
     memorized = memorized_share > MEMORIZED_SHARE_MAX
-    signals = [  # (reason, severity, beyond its threshold)
+    signals = [] if coverage_fraction is None else [  # (reason, severity, beyond its threshold)
         (f"coverage {coverage_fraction:.0%} of classes < {COVERAGE_MIN_FRACTION:.0%}",
          _severity_low(coverage_fraction, COVERAGE_MIN_FRACTION), coverage_fraction < COVERAGE_MIN_FRACTION),
         (f"class entropy {entropy:.2f} < {ENTROPY_MIN}", _severity_low(entropy, ENTROPY_MIN), entropy < ENTROPY_MIN),
         (f"KL to label distribution {kl:.2f} > {KL_MAX}", _severity_high(kl, KL_MAX), kl > KL_MAX),
+    ]
+    signals += [
         (f"diversity {diversity:.2f} of real < {DIVERSITY_MIN}", _severity_low(min(diversity, 1.0), DIVERSITY_MIN),
          diversity < DIVERSITY_MIN),
         (f"recall {recall:.2f} < {RECALL_MIN}: few real images have a generated one near them",

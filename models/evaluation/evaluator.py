@@ -46,6 +46,7 @@ class Evaluator:
         self.mu = reference["mu"].numpy()
         self.sigma = reference["sigma"].numpy()
         self.label_distribution = reference["label_distribution"].numpy()
+        self.labelled = len(self.label_distribution) >= 2  # else no class signals: the net learnt rotations
         self.real_diversity = float(reference["real_diversity"])
         self.real_roughness = float(reference["real_roughness"])
         self.train_features = reference["train_features"].numpy()  # all of them, in a seeded random order
@@ -56,13 +57,14 @@ class Evaluator:
 
     @classmethod
     def for_dataset(cls, name: str, data_dir=None, cache_dir=None, device="cpu",
-                    n_samples: int = 2000) -> "Evaluator":
+                    n_samples: int = 2000, **data_options) -> "Evaluator":
         """Load (or train and cache) the feature net and reference statistics for a dataset;
-        precompute the FID floor and the real k-NN radii for `n_samples` generated images."""
-        train = load_dataset(name, data_dir, train=True)
-        heldout = load_dataset(name, data_dir, train=False)
-        if not train.is_image or train.num_classes < 2:
-            raise UserInputError(f"dataset: {name!r} has no image classes; the evaluator needs a labelled image set")
+        precompute the FID floor and the real k-NN radii for `n_samples` generated images.
+        `data_options` (image_size, idx_images, idx_labels) go to load_dataset."""
+        train = load_dataset(name, data_dir, train=True, **data_options)
+        heldout = load_dataset(name, data_dir, train=False, **data_options)
+        if not train.is_image:
+            raise UserInputError(f"dataset: {name!r} is not an image set; the evaluator scores images")
         net, meta = load_or_train_feature_net(train, heldout, cache_dir, device)
         reference = load_or_compute_reference(net, train, heldout, meta["checksum"], cache_dir)
         evaluator = cls(net, train.shape, reference)
@@ -130,27 +132,30 @@ class Evaluator:
         floor = self.fid_floor(len(images))
         if not torch.isfinite(images).all():
             verdict = collapse.detect_collapse(0.0, 0.0, math.inf, 0.0, non_finite_images=True, history=history)
-            return {"fid": math.inf, "fid_floor": floor, "kid": math.inf, "coverage": 0.0,
-                    "entropy": 0.0, "kl_to_labels": math.inf, "diversity": 0.0,
+            classes = {"coverage": 0.0, "entropy": 0.0, "kl_to_labels": math.inf} if self.labelled else {}
+            return {"fid": math.inf, "fid_floor": floor, "kid": math.inf, **classes, "diversity": 0.0,
                     **dict.fromkeys(FEATURE_SPACE_KEYS, 0.0), **verdict}
         features, probs = self.net.features_and_probs(images)
         signals = self.feature_space_signals(features.numpy())
-        features, probs = features.double().numpy(), probs.double().numpy()
-        num_classes = len(self.label_distribution)
-        histogram = collapse.class_histogram(probs, num_classes)
-        covered = collapse.coverage(histogram, self.label_distribution)
-        entropy = collapse.normalized_entropy(histogram)
-        kl = collapse.kl_to_labels(histogram, self.label_distribution)
+        features = features.double().numpy()
+        classes = self.class_signals(probs.double().numpy()) if self.labelled else {}
         diversity = collapse.mean_pairwise_distance(features, seed=SEED) / self.real_diversity
-        verdict = collapse.detect_collapse(covered / num_classes, entropy, kl, diversity,
-                                           collapse.roughness(images) / self.real_roughness,
-                                           collapse.blank_fraction(images), recall=signals["recall"],
-                                           duplicate_share=signals["duplicate_share"],
-                                           memorized_share=signals["memorized_share"], history=history)
+        coverage_fraction = classes["coverage"] / len(self.label_distribution) if classes else None
+        verdict = collapse.detect_collapse(
+            coverage_fraction, classes.get("entropy"), classes.get("kl_to_labels"), diversity,
+            collapse.roughness(images) / self.real_roughness, collapse.blank_fraction(images),
+            recall=signals["recall"], duplicate_share=signals["duplicate_share"],
+            memorized_share=signals["memorized_share"], history=history)
         kid_mean, _ = kid(features, self.real_features, KID_SUBSETS, KID_SUBSET_SIZE, SEED)
         return {"fid": frechet_distance(*feature_statistics(features), self.mu, self.sigma),
-                "fid_floor": floor, "kid": kid_mean, "coverage": float(covered), "entropy": entropy,
-                "kl_to_labels": kl, "diversity": diversity, **signals, **verdict}
+                "fid_floor": floor, "kid": kid_mean, **classes, "diversity": diversity, **signals, **verdict}
+
+    def class_signals(self, probs: np.ndarray) -> dict:
+        """Classes covered, the histogram's normalised entropy and its KL to the real labels."""
+        histogram = collapse.class_histogram(probs, len(self.label_distribution))
+        return {"coverage": float(collapse.coverage(histogram, self.label_distribution)),
+                "entropy": collapse.normalized_entropy(histogram),
+                "kl_to_labels": collapse.kl_to_labels(histogram, self.label_distribution)}
 
     def _check_images(self, images) -> torch.Tensor:
         if not isinstance(images, torch.Tensor):

@@ -5,6 +5,12 @@ project trains its own classifier on the dataset's training split (as in the ori
 mode-collapse literature, e.g. the "modes covered" count of Metz et al. 2017). Its penultimate
 layer (128 units after ReLU) gives the FID/KID features; its softmax gives class predictions.
 
+A set with fewer than two classes (a folder of faces, one class of anything) has no labels to
+learn from, so the same net learns a self-supervised task instead: which of four rotations
+(0, 90, 180, 270 degrees) an image was given (Gidaris et al. 2018). Telling them apart needs
+the shapes and parts that make an image look right, which is what its features then measure.
+No pretrained weights are needed, so it works offline on any square images.
+
 The trained net is cached on disk, keyed by dataset name and a sha256 of the training images,
 and written atomically so concurrent Ray trials never read a half-written file.
 """
@@ -20,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.data import Dataset
+from models.errors import UserInputError
 
 CACHE_DIR_ENV = "GANTUNE_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "gantune"
@@ -29,6 +36,7 @@ TRAIN_EPOCHS = 5
 TRAIN_BATCH = 128
 TRAIN_LR = 2e-3
 TRAIN_SEED = 0
+ROTATIONS = 4  # the self-supervised task's classes: quarter turns
 
 
 def resolve_cache_dir(cache_dir=None) -> Path:
@@ -72,15 +80,44 @@ class FeatureNet(nn.Module):
         return torch.cat(feats), torch.cat(probs)
 
 
+def is_labelled(data: Dataset) -> bool:
+    """Whether the net learns the data's classes (two or more), else the rotation task."""
+    return data.num_classes >= 2
+
+
+def head_size(data: Dataset) -> int:
+    return data.num_classes if is_labelled(data) else ROTATIONS
+
+
+def rotated(images: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image turned by a random number of quarter turns, and that number as its label."""
+    turns = torch.randint(0, ROTATIONS, (len(images),), generator=g)
+    out = images.clone()
+    for k in range(1, ROTATIONS):
+        out[turns == k] = torch.rot90(images[turns == k], k, dims=(2, 3))
+    return out, turns
+
+
+def task(data: Dataset, images: torch.Tensor, labels: torch.Tensor,
+         g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (input, target) pairs the net learns: the class labels, or the rotation task's."""
+    return (images, labels) if is_labelled(data) else rotated(images, g)
+
+
 def accuracy(net: FeatureNet, data: Dataset) -> float:
-    _, probs = net.features_and_probs(data.images)
-    return float((probs.argmax(1) == data.labels).float().mean())
+    """Test accuracy on the net's task (for the rotation task, over one seeded turn per image)."""
+    images, labels = task(data, data.images, data.labels, torch.Generator().manual_seed(TRAIN_SEED))
+    _, probs = net.features_and_probs(images)
+    return float((probs.argmax(1) == labels).float().mean())
 
 
 def train_feature_net(train: Dataset, test: Dataset, device="cpu", epochs: int = TRAIN_EPOCHS) -> tuple[FeatureNet, float]:
     """Adam with a cosine schedule, random 1-pixel shifts; returns the net and its test accuracy."""
+    if not is_labelled(train) and train.images.shape[-1] != train.images.shape[-2]:
+        raise UserInputError(f"dataset: {train.name} has no classes, so its feature net learns rotations, which "
+                             f"needs square images; got {train.images.shape[-2]} x {train.images.shape[-1]}")
     torch.manual_seed(TRAIN_SEED)
-    net = FeatureNet(train.images.shape[1], train.images.shape[-1], train.num_classes).to(device)
+    net = FeatureNet(train.images.shape[1], train.images.shape[-1], head_size(train)).to(device)
     steps_per_epoch = math.ceil(len(train) / TRAIN_BATCH)
     opt = torch.optim.Adam(net.parameters(), lr=TRAIN_LR)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, TRAIN_LR, total_steps=epochs * steps_per_epoch)
@@ -90,8 +127,8 @@ def train_feature_net(train: Dataset, test: Dataset, device="cpu", epochs: int =
         order = torch.randperm(len(train), generator=g)
         for start in range(0, len(train), TRAIN_BATCH):
             idx = order[start:start + TRAIN_BATCH]
-            x = _random_shift(train.images[idx], g).to(device)
-            loss = F.cross_entropy(net(x), train.labels[idx].to(device))
+            x, y = task(train, _random_shift(train.images[idx], g), train.labels[idx], g)
+            loss = F.cross_entropy(net(x.to(device)), y.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -119,7 +156,7 @@ def load_or_train_feature_net(train: Dataset, test: Dataset, cache_dir=None,
     """
     checksum = data_checksum(train.images)
     path = feature_net_path(resolve_cache_dir(cache_dir), train.name, checksum)
-    expected_arch = FeatureNet(train.images.shape[1], train.images.shape[-1], train.num_classes).arch
+    expected_arch = FeatureNet(train.images.shape[1], train.images.shape[-1], head_size(train)).arch
     cached = _read_cache(path)
     if cached and cached.get("checksum") == checksum and cached.get("arch") == expected_arch and "state_dict" in cached:
         net = FeatureNet(**cached["arch"])
@@ -137,7 +174,8 @@ def feature_net_identity(train: Dataset, cache_dir=None) -> dict | None:
     """What names the feature space of FIDs measured against `train`, so a report can say which net
     its numbers come from: the cached net's file, the sha256 of its training images (the cache key)
     and of its weights (names and tensors in state_dict order, as the evaluator's reference cache
-    hashes them), its test accuracy and architecture. None when no net for this data is cached here."""
+    hashes them), its task (classes, or rotations for a set without them), its test accuracy on that
+    task and its architecture. None when no net for this data is cached here."""
     checksum = data_checksum(train.images)
     path = feature_net_path(resolve_cache_dir(cache_dir), train.name, checksum)
     cached = _read_cache(path)
@@ -148,6 +186,7 @@ def feature_net_identity(train: Dataset, cache_dir=None) -> dict | None:
         weights.update(name.encode())
         weights.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return {"path": str(path), "data_sha256": checksum, "weights_sha256": weights.hexdigest(),
+            "task": "classes" if is_labelled(train) else "rotations",
             "test_accuracy": float(cached["test_accuracy"]), "arch": dict(cached["arch"])}
 
 

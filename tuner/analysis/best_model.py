@@ -19,7 +19,7 @@ from tuner.trainers import TRAINERS
 BEST_SAMPLES, BEST_SAMPLES_PER_ROW, BEST_SAMPLES_SEED = 100, 10, 0
 INTERPOLATION_PAIRS, INTERPOLATION_STEPS, INTERPOLATION_SEED = 8, 10, 0
 UNREADABLE = (pickle.UnpicklingError, RuntimeError, OSError, EOFError, KeyError, UserInputError)
-DATA_OPTIONS = ("limit", "data_dir")  # the search's, which models.train takes as flags too
+DATA_OPTIONS = ("limit", "data_dir", "image_size", "idx_images", "idx_labels")  # the search's, models.train's flags too
 
 
 def retrain_config(experiment, experiment_dir, trial_id: str) -> dict:

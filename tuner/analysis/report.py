@@ -92,7 +92,7 @@ def build_blocks(experiment, experiment_dir, out: Path, top: int,
     spec = recorded_spec(experiment_dir)
     trials, history = trials_frame(experiment, spec), history_frame(experiment)
     name = Path(str(experiment_dir).rstrip("/")).name
-    facts = {dataset: dataset_facts(dataset, spec.get("data_dir")) for dataset in datasets_of(trials, spec)}
+    facts = {dataset: dataset_facts(dataset, spec) for dataset in datasets_of(trials, spec)}
     blocks = [("h1", f"GAN/VAE search report: {name}"), *no_healthy_blocks(trials),
               ("p", f"Experiment: {experiment_dir}. Written {time.strftime('%Y-%m-%d %H:%M:%S')}.")]
     blocks += unreadable_lines_note(trials)

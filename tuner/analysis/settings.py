@@ -26,16 +26,21 @@ class DatasetFacts:
 
     @property
     def num_classes(self) -> int | None:
-        return self.identity["arch"]["num_classes"] if self.identity else None
+        """The classes its net tells apart; None without a net here or for a set without classes."""
+        if not self.identity or self.identity["task"] != "classes":
+            return None
+        return self.identity["arch"]["num_classes"]
 
 
-def dataset_facts(name: str, data_dir) -> DatasetFacts:
-    """The training split as the evaluator loads it (the whole split, whatever --limit trained on)."""
+def dataset_facts(name: str, spec: dict) -> DatasetFacts:
+    """The training split as the evaluator loads it (the whole split, whatever --limit trained on),
+    with the data options the spec recorded (image size, IDX files)."""
     from models.data import load_dataset
     from models.evaluation.features import feature_net_identity
 
+    options = {k: spec.get(k) for k in ("image_size", "idx_images", "idx_labels")}
     try:
-        train = load_dataset(name, data_dir, train=True, download=False)
+        train = load_dataset(name, spec.get("data_dir"), train=True, download=False, **options)
     except (UserInputError, OSError, RuntimeError, ValueError):
         return DatasetFacts(name, None, None)
     return DatasetFacts(name, len(train), feature_net_identity(train) if train.is_image else None)
@@ -70,7 +75,9 @@ def feature_net_line(fact: DatasetFacts) -> str:
         return (f"{fact.name}: not identified (its training split or cached feature net is not on this "
                 "machine)")
     identity = fact.identity
-    return (f"{fact.name}: test accuracy {identity['test_accuracy']:.2%}, weights sha256 "
+    task = ("test accuracy" if identity["task"] == "classes" else
+            "no classes, so trained to tell 4 rotations apart; test accuracy")
+    return (f"{fact.name}: {task} {identity['test_accuracy']:.2%}, weights sha256 "
             f"{identity['weights_sha256'][:16]}, trained on images sha256 {identity['data_sha256'][:16]}")
 
 
