@@ -12,6 +12,7 @@ import torch
 
 from tests.conftest import REPO, read_result_json
 from tuner.analysis import load_trials
+from tuner.analysis.ranking import HEALTH_ORDER
 from tuner.objective import COLLAPSE_PENALTY
 from tuner.run import main
 from tuner.trainable import TRAINER_STATE
@@ -47,7 +48,9 @@ def test_own_gan_is_searched_evaluated_checkpointed_and_ranked(local_ray, data_d
     ranked = load_trials(experiment)
     assert sorted(ranked["rank"]) == [1, 2] and set(ranked["model"]) == {TRAINER}
     best_fid = {t: rows["fid"].min() for t, (_, rows) in trials.items()}
-    assert ranked["best_fid"].tolist() == pytest.approx(sorted(best_fid[t] for t in ranked["trial_id"]))
+    assert ranked.set_index("trial_id")["best_fid"].to_dict() == pytest.approx(best_fid)
+    health = ranked.set_index("trial_id")["health"].to_dict()  # healthy first, then by best FID in each group
+    assert ranked["trial_id"].tolist() == sorted(best_fid, key=lambda t: (HEALTH_ORDER.index(health[t]), best_fid[t]))
     report = (experiment / "report" / "report.md").read_text()
     assert all(trial_id in report for trial_id in trials)
     checkpoint = max(next(experiment.glob(f"train_trial_{ranked['trial_id'].iloc[0]}*")).glob("checkpoint_*"))
