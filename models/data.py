@@ -23,6 +23,7 @@ DEFAULT_DATA_DIR = Path.home() / ".cache" / "gantune" / "datasets"
 MNIST_OFFLINE_DIR = "mnist-test10k"
 MNIST_OFFLINE_TRAIN = 8000  # of the 10k real test images when only those are on disk
 HELDOUT_SHARE = 0.1  # of a user's folder or IDX pair, kept out of training as its held-out split
+USER_DATA_OPTIONS = ("image_size", "idx_images", "idx_labels")  # load_dataset's options for a user's own images
 HELDOUT_SEED = 0  # the split is the same for every run and seed: the evaluator's reference depends on it
 
 _IDX_IMAGES_MAGIC = 0x00000803

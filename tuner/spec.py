@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from models.config import typed_fields
-from models.data import DATASETS
+from models.data import DATASETS, USER_DATA_OPTIONS
 from models.errors import UserInputError, require_choice, require_non_negative, require_positive, require_seed
 from models.evaluation.features import FEATURE_DIM
 from models.toy_data import TOY_SETS
@@ -159,7 +159,7 @@ class SearchSpec:
     @property
     def data_options(self) -> dict:
         """What load_dataset and the evaluator need beyond the name and data_dir."""
-        return {"image_size": self.image_size, "idx_images": self.idx_images, "idx_labels": self.idx_labels}
+        return {key: getattr(self, key) for key in USER_DATA_OPTIONS}
 
     def validate_space(self) -> None:
         from tuner.trainers import load_reference

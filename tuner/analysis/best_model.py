@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from models.data import from_gan_range
+from models.data import USER_DATA_OPTIONS, from_gan_range
 from models.errors import UserInputError
 from models.grids import save_grid
 from models.vae import interpolate_latents
@@ -19,7 +19,7 @@ from tuner.trainers import TRAINERS
 BEST_SAMPLES, BEST_SAMPLES_PER_ROW, BEST_SAMPLES_SEED = 100, 10, 0
 INTERPOLATION_PAIRS, INTERPOLATION_STEPS, INTERPOLATION_SEED = 8, 10, 0
 UNREADABLE = (pickle.UnpicklingError, RuntimeError, OSError, EOFError, KeyError, UserInputError)
-DATA_OPTIONS = ("limit", "data_dir", "image_size", "idx_images", "idx_labels")  # the search's, models.train's flags too
+DATA_OPTIONS = ("limit", "data_dir", *USER_DATA_OPTIONS)  # the search's, which models.train takes as flags too
 
 
 def retrain_config(experiment, experiment_dir, trial_id: str) -> dict:

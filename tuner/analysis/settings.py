@@ -35,10 +35,10 @@ class DatasetFacts:
 def dataset_facts(name: str, spec: dict) -> DatasetFacts:
     """The training split as the evaluator loads it (the whole split, whatever --limit trained on),
     with the data options the spec recorded (image size, IDX files)."""
-    from models.data import load_dataset
+    from models.data import USER_DATA_OPTIONS, load_dataset
     from models.evaluation.features import feature_net_identity
 
-    options = {k: spec.get(k) for k in ("image_size", "idx_images", "idx_labels")}
+    options = {k: spec.get(k) for k in USER_DATA_OPTIONS}
     try:
         train = load_dataset(name, spec.get("data_dir"), train=True, download=False, **options)
     except (UserInputError, OSError, RuntimeError, ValueError):
