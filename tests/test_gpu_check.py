@@ -1,13 +1,18 @@
 """bench/gpu_check.py where there is no CUDA: one line and exit 2, and the steps it would run on a GPU
-(--dry-run). The CUDA steps themselves cannot run here, and nothing fakes a GPU for them."""
+(--dry-run). The CUDA steps themselves cannot run here, and nothing fakes a GPU for them; the figures
+they gave on a real GPU are stored in bench/results and recomputed here from their raw rows."""
 
+import csv
+import json
 import subprocess
 import sys
+from collections import defaultdict
 
 import pytest
 import torch
 
 from tests.conftest import REPO
+from tests.test_bench import BATCH, check_throughput
 
 SCRIPT = str(REPO / "bench" / "gpu_check.py")
 
@@ -50,3 +55,50 @@ def test_each_step_parses_with_its_benchmark_parser(tmp_path):
                 assert args.gpus_per_trial and args.out.parent == tmp_path
     finally:
         sys.path.remove(str(REPO / "bench"))
+
+
+STORED = REPO / "bench" / "results"
+
+
+def stored(name: str) -> dict:
+    return json.loads((STORED / name).read_text())
+
+
+def test_stored_gpu_figures_follow_from_their_raw_rows():
+    """The README's GPU figures (one H200, 2026-12-04): every arm's totals from its per-trial rows,
+    throughput from its rounds, the verdicts by gpu_check's own rules, and the four 0.25-GPU trials
+    seen on the GPU at one moment by nvidia-smi (their process ids, sampled every 0.5 s)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import gpu_check
+        found = gpu_check.verdicts(gpu_check.steps(None, STORED))
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    assert stored("gpu_check_gpu.json") == found
+    assert found["device"] == "NVIDIA H200" and found["fractional"]["passed"] and not found["throughput"]["passed"]
+
+    for name in ("fractional_gpu.json", "concurrency_gpu.json"):
+        report = stored(name)
+        settings = report["settings"]
+        assert report["machine"]["cuda_available"] and report["gpu_figures"] == "measured"
+        for arm in report["arms"]:
+            trials = arm["per_trial"]
+            assert len(trials) == arm["trials_finished"] == settings["trials"] and arm["trials_errored"] == 0
+            assert {t["device"] for t in trials} == {"cuda"} and len({t["pid"] for t in trials}) == len(trials)
+            assert {t["images"] for t in trials} == {settings["epochs"] * (settings["limit"] // BATCH) * BATCH}
+            assert arm["images_trained"] == sum(t["images"] for t in trials)
+            assert arm["aggregate_images_per_s"] == pytest.approx(arm["images_trained"] / arm["wall_seconds"], rel=1e-3)
+            assert arm["observed_peak_concurrency"] == min(settings["trials"], int(1 / arm["gpus_per_trial"]))
+        first = report["arms"][0]["aggregate_images_per_s"]
+        for arm in report["arms"]:
+            assert arm["aggregate_speedup_vs_first_arm"] == pytest.approx(arm["aggregate_images_per_s"] / first,
+                                                                          abs=1e-3)
+    throughput = stored("throughput_gpu.json")
+    assert throughput["settings"]["device"] == "cuda"
+    check_throughput(throughput, throughput["settings"]["rounds"])
+
+    on_gpu = defaultdict(set)
+    with open(STORED / "fractional_gpu_nvidia_smi.csv") as rows:
+        for row in csv.DictReader(rows, skipinitialspace=True):
+            on_gpu[row["timestamp"]].add(int(row["pid"]))
+    assert set(found["fractional"]["pids"]) in on_gpu.values()
