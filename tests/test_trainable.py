@@ -44,14 +44,23 @@ def run_trials(datasets, tmp_path, configs, gpus=0.0, early_stop=True, seed=0, t
 
 
 def failing_once_after_first_report():
-    """train_trial that fails right after its epoch-1 report and checkpoint, once: Ray then restarts
-    it from that checkpoint. A closure, so Ray ships it by value."""
+    """train_trial that fails after its epoch-1 report and checkpoint, once: Ray then restarts it
+    from that checkpoint. A report reaches the driver asynchronously, and a failure raised straight
+    after it can lose it; so the failure waits until the driver's result.json for the trial holds
+    the report. A closure, so Ray ships it by value."""
     def trainable(config, *, datasets, settings):
+        import time
+
         from ray import tune
+        from ray.train._internal.session import get_session
 
         from tuner.trainable import train_trial
         if tune.get_checkpoint() is None:  # the first attempt: one epoch, reported and checkpointed
             train_trial({**config, "epochs": 1}, datasets=datasets, settings=settings)
+            logged = Path(get_session().storage.trial_driver_staging_path) / "result.json"
+            deadline = time.monotonic() + 120
+            while not (logged.exists() and logged.read_text().strip()) and time.monotonic() < deadline:
+                time.sleep(0.1)
             raise RuntimeError("a deliberate failure after the first checkpoint")
         train_trial(config, datasets=datasets, settings=settings)
     return trainable
