@@ -1,6 +1,6 @@
 """The CUDA path in one command: what the CPU-only test suite cannot check (issue 17, item 4).
 
-    python bench/gpu_check.py --data-dir /path/to/datasets      # about 5 minutes on one H200
+    python bench/gpu_check.py --data-dir /path/to/datasets      # about 5 minutes on one H200 (below)
     python bench/gpu_check.py --dry-run                          # the steps it would run, on any machine
     python bench/gpu_check.py --verdicts-only                    # gpu_check_gpu.json from the steps' JSON
 
@@ -15,7 +15,8 @@ On one CUDA GPU it runs, each through the benchmark's own main(argv):
 Each writes its JSON under bench/results/ with the suffix _gpu; this script adds
 gpu_check_gpu.json with the verdicts and exits 1 when a check failed. Without CUDA it exits 2
 with one line: nothing here can be faked on a CPU. Timed on one H200 with 16 cores (2026-12-04):
-fractional 29 s, throughput 96 s, concurrency 94 + 46 + 24 s for its three arms.
+fractional 29 s, throughput 96 s, concurrency 94 s at 1 GPU and 24 s at 0.25 with 4 trials an
+arm (the 0.5 arm was timed with 8 trials: 90.5 s), so about 5 minutes in all.
 """
 
 import json
@@ -29,7 +30,7 @@ FRACTIONAL_SHARE = 0.25
 
 
 def steps(data_dir: str | None, results: Path) -> list[tuple[str, str, list[str]]]:
-    """(name, bench module, argv) of every step, sized to fit about 8 minutes on one H100."""
+    """(name, bench module, argv) of every step, sized to fit about 5 minutes on one H200."""
     data = ["--data-dir", data_dir] if data_dir else []
     return [
         ("fractional", "concurrency", [*data, "--gpus-per-trial", str(FRACTIONAL_SHARE), "--trials",
