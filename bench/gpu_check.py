@@ -61,11 +61,16 @@ def throughput_verdict(report: dict) -> dict:
             "target": {arch: r["target_ratio"] for arch, r in results.items()}}
 
 
+def step_out(step_argv: list[str]) -> Path:
+    """The JSON file a step writes (its --out)."""
+    return Path(step_argv[step_argv.index("--out") + 1])
+
+
 def verdicts(plan: list[tuple[str, str, list[str]]]) -> dict:
     """Each step's verdict, read from the JSON it wrote; the device is the one the first step ran on."""
     found = {}
     for name, _, step_argv in plan:
-        written = json.loads(Path(step_argv[step_argv.index("--out") + 1]).read_text())
+        written = json.loads(step_out(step_argv).read_text())
         found.setdefault("device", written["machine"]["gpus"][0] if written["machine"]["gpus"] else "no GPU")
         if name == "fractional":
             found[name] = fractional_verdict(written)
@@ -108,9 +113,9 @@ def main(argv=None) -> int:
 
 def write_verdicts(plan, results: Path) -> int:
     """gpu_check_gpu.json from the steps' JSON; 1 when a check failed."""
-    missing = [argv[argv.index("--out") + 1] for _, _, argv in plan if not Path(argv[argv.index("--out") + 1]).exists()]
+    missing = [step_out(step_argv) for _, _, step_argv in plan if not step_out(step_argv).exists()]
     if missing:
-        print(f"gpu_check: --verdicts-only: {missing[0]} is missing; run its step first", file=sys.stderr)
+        print(f"gpu_check: {missing[0]} is missing; run its step first", file=sys.stderr)
         return 2
     found = verdicts(plan)
     out = results / "gpu_check_gpu.json"

@@ -100,14 +100,21 @@ def test_concurrency_counts_the_images_its_trials_trained(data_dir, tmp_path):
     assert [arm["max_concurrent_trials"] for arm in arms] == [1, 2]
     assert [arm["observed_peak_concurrency"] for arm in arms] == [1, 2]
     for arm in arms:
-        assert arm["trials_finished"] == trials and arm["trials_errored"] == 0
-        assert arm["images_trained"] == trials * epochs * (limit // BATCH) * BATCH
-        assert arm["aggregate_images_per_s"] == pytest.approx(arm["images_trained"] / arm["wall_seconds"], rel=0.01)
-        assert arm["trials_per_hour"] == pytest.approx(trials / arm["wall_seconds"] * 3600, rel=0.01)
+        check_concurrency_arm(arm, trials, epochs, limit)
     assert [len(arm["spec"]["trial_configs"]) for arm in arms] == [trials, trials]
     assert [arm["spec"]["max_concurrent"] for arm in arms] == [1, 2] and not any(a["spec"]["early_stop"] for a in arms)
     assert arms[1]["aggregate_speedup_vs_first_arm"] == pytest.approx(
         arms[1]["aggregate_images_per_s"] / arms[0]["aggregate_images_per_s"], rel=0.01)
+
+
+def check_concurrency_arm(arm: dict, trials: int, epochs: int, limit: int) -> None:
+    """An arm's totals from its per-trial rows: every trial trained every whole batch of each epoch."""
+    per_trial = arm["per_trial"]
+    assert arm["trials_finished"] == len(per_trial) == trials and arm["trials_errored"] == 0
+    assert [t["images"] for t in per_trial] == [epochs * (limit // BATCH) * BATCH] * trials
+    assert arm["images_trained"] == sum(t["images"] for t in per_trial)
+    assert arm["aggregate_images_per_s"] == pytest.approx(arm["images_trained"] / arm["wall_seconds"], rel=0.01)
+    assert arm["trials_per_hour"] == pytest.approx(trials / arm["wall_seconds"] * 3600, rel=0.01)
 
 
 def test_overheads_fractions_and_optuna_latency_are_measured(data_dir, tmp_path):
