@@ -1,8 +1,9 @@
 """FID/KID maths in closed form, the feature network, and FID sanity on real Fashion-MNIST.
 
-The feature net and reference statistics are cached in $GANTUNE_CACHE_DIR when set (fast
-repeated local runs), else in one folder under pytest's session temp dir, so a fresh clone on
-a fresh machine trains the net once per session and the accuracy tests check real training.
+Fashion-MNIST's feature net is the pinned one shipped with the package; other nets (offline
+MNIST's) and the reference statistics are cached in $GANTUNE_CACHE_DIR when set (fast repeated
+local runs), else in one folder under pytest's session temp dir, so a fresh clone on a fresh
+machine trains MNIST's net once per session and its accuracy test checks real training.
 """
 
 import hashlib
@@ -17,8 +18,9 @@ import torch
 from models.data import Dataset, load_dataset
 from models.errors import UserInputError
 from models.evaluation import Evaluator, feature_statistics, frechet_distance, kid
-from models.evaluation.features import (CACHE_DIR_ENV, FEATURE_DIM, accuracy, feature_net_path,
-                                        load_or_train_feature_net)
+from models.evaluation.evaluator import net_checksum
+from models.evaluation.features import (CACHE_DIR_ENV, FEATURE_DIM, PINNED_DIR, accuracy, feature_net_identity,
+                                        feature_net_path, load_or_train_feature_net)
 
 EVAL_SAMPLES = 2000
 
@@ -102,6 +104,18 @@ def test_feature_net_reaches_98_percent_on_offline_mnist(data_dir, cache_dir):
     assert accuracy(net, test) >= 0.98
 
 
+def test_the_pinned_fashion_net_is_used_as_it_is_and_scores_its_recorded_accuracy(fashion_train, fashion_test,
+                                                                                   tmp_path):
+    """Fashion-MNIST's net ships with the package: an empty cache gets it, not a retrained net, and
+    nothing is written there; the test accuracy it records is what it scores on the held-out split."""
+    net, meta = load_or_train_feature_net(fashion_train, fashion_test, tmp_path)
+    assert not meta["retrained"] and not any(tmp_path.iterdir())
+    identity = feature_net_identity(fashion_train, tmp_path)
+    assert Path(identity["path"]).parent == PINNED_DIR and identity["weights_sha256"] == net_checksum(net)
+    assert accuracy(net, fashion_test) == pytest.approx(meta["test_accuracy"], abs=1e-6)
+    assert meta["test_accuracy"] > 0.9
+
+
 def test_checksum_mismatch_retrains_instead_of_reusing(data_dir, tmp_path):
     full = load_dataset("mnist", data_dir, train=True, download=False)
     small = Dataset("mnist", full.images[:512].clone(), full.labels[:512].clone(), 10)
@@ -158,19 +172,21 @@ def digest(path: Path) -> tuple[int, str]:
     return path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_floor_is_cached_per_sample_size(fashion_evaluator, data_dir, cache_dir):
+def test_floor_is_cached_per_sample_size(data_dir, tmp_path):
     """Each sample size's floor is computed once (a recomputation would return a new float, not the
-    same object), from reference statistics that a second Evaluator reads back from the cache files
-    untouched instead of recomputing and rewriting them."""
+    same object), from reference statistics that a second Evaluator reads back from the cache file
+    untouched instead of recomputing and rewriting it. The cache is this test's own, so no other
+    process (a parallel test worker) can be the one that writes it."""
+    evaluator = Evaluator.for_dataset("fashion_mnist", data_dir, cache_dir=tmp_path, n_samples=EVAL_SAMPLES)
     for n in (EVAL_SAMPLES, 500):
-        assert fashion_evaluator.fid_floor(n) is fashion_evaluator.fid_floor(n)
-    assert fashion_evaluator.fid_floor(500) > fashion_evaluator.fid_floor(EVAL_SAMPLES)
-    cached = [*cache_dir.glob("featurenet-fashion_mnist-*.pt"), *cache_dir.glob("reference-fashion_mnist-*.pt")]
-    assert {p.name.split("-")[0] for p in cached} == {"featurenet", "reference"}, cached
+        assert evaluator.fid_floor(n) is evaluator.fid_floor(n)
+    assert evaluator.fid_floor(500) > evaluator.fid_floor(EVAL_SAMPLES)
+    cached = list(tmp_path.iterdir())
+    assert [p.name.split("-")[0] for p in cached] == ["reference"], cached  # the net is the pinned one
     before = {p: digest(p) for p in cached}
-    again = Evaluator.for_dataset("fashion_mnist", data_dir, cache_dir=cache_dir, n_samples=EVAL_SAMPLES)
+    again = Evaluator.for_dataset("fashion_mnist", data_dir, cache_dir=tmp_path, n_samples=EVAL_SAMPLES)
     assert {p: digest(p) for p in cached} == before
-    assert again.fid_floor(EVAL_SAMPLES) == fashion_evaluator.fid_floor(EVAL_SAMPLES)
+    assert again.fid_floor(EVAL_SAMPLES) == evaluator.fid_floor(EVAL_SAMPLES)
 
 
 def test_evaluate_returns_exactly_the_documented_keys_as_python_types(fashion_evaluator, fashion_test):

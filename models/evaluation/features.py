@@ -12,7 +12,10 @@ the shapes and parts that make an image look right, which is what its features t
 No pretrained weights are needed, so it works offline on any square images.
 
 The trained net is cached on disk, keyed by dataset name and a sha256 of the training images,
-and written atomically so concurrent Ray trials never read a half-written file.
+and written atomically so concurrent Ray trials never read a half-written file. The net for the
+full Fashion-MNIST training split ships with the package (`pinned/`) and is used before any
+cache: a net trained elsewhere (other CPU thread counts, a GPU) has other weights and so gives
+other FIDs, so the pinned one is what makes FIDs on that data comparable between machines.
 """
 
 import hashlib
@@ -30,6 +33,7 @@ from models.errors import UserInputError
 
 CACHE_DIR_ENV = "GANTUNE_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "gantune"
+PINNED_DIR = Path(__file__).with_name("pinned")  # nets shipped with the package, keyed like the cache
 FEATURE_DIM = 128
 EXTRACT_BATCH = 500
 TRAIN_EPOCHS = 5
@@ -148,46 +152,57 @@ def feature_net_path(cache_dir: Path, name: str, checksum: str) -> Path:
 
 def load_or_train_feature_net(train: Dataset, test: Dataset, cache_dir=None,
                               device="cpu") -> tuple[FeatureNet, dict]:
-    """The cached net for this training data, or a freshly trained (and cached) one.
+    """The pinned or cached net for this training data, or a freshly trained (and cached) one.
 
-    A cached file is reused only when its stored checksum and architecture match; anything
+    A stored file is reused only when its stored checksum and architecture match; anything
     else (stale, corrupt, other data) is retrained and overwritten, never silently reused.
     Returns the net and its metadata (checksum, test_accuracy, arch, retrained).
     """
     checksum = data_checksum(train.images)
-    path = feature_net_path(resolve_cache_dir(cache_dir), train.name, checksum)
     expected_arch = FeatureNet(train.images.shape[1], train.images.shape[-1], head_size(train)).arch
-    cached = _read_cache(path)
-    if cached and cached.get("checksum") == checksum and cached.get("arch") == expected_arch and "state_dict" in cached:
-        net = FeatureNet(**cached["arch"])
-        net.load_state_dict(cached["state_dict"])
-        meta = {k: cached[k] for k in ("checksum", "test_accuracy", "arch")}
+    stored = stored_feature_net(train.name, checksum, expected_arch, cache_dir)
+    if stored:
+        net = FeatureNet(**stored[1]["arch"])
+        net.load_state_dict(stored[1]["state_dict"])
+        meta = {k: stored[1][k] for k in ("checksum", "test_accuracy", "arch")}
         return net.to(device).eval(), {**meta, "retrained": False}
     net, test_accuracy = train_feature_net(train, test, device)
     meta = {"checksum": checksum, "test_accuracy": test_accuracy, "arch": net.arch}
     state = {k: v.cpu() for k, v in net.state_dict().items()}
-    atomic_torch_save({**meta, "state_dict": state}, path)
+    atomic_torch_save({**meta, "state_dict": state}, feature_net_path(resolve_cache_dir(cache_dir), train.name, checksum))
     return net.eval(), {**meta, "retrained": True}
+
+
+def stored_feature_net(name: str, checksum: str, arch: dict | None, cache_dir=None) -> tuple[Path, dict] | None:
+    """(path, contents) of the first usable net for this data: the pinned one, else the cached one.
+    Usable means its checksum matches, it has weights, and (unless `arch` is None) its architecture."""
+    for folder in (PINNED_DIR, resolve_cache_dir(cache_dir)):
+        path = feature_net_path(folder, name, checksum)
+        stored = _read_cache(path)
+        if (stored and stored.get("checksum") == checksum and "state_dict" in stored
+                and (arch is None or stored.get("arch") == arch)):
+            return path, stored
+    return None
 
 
 def feature_net_identity(train: Dataset, cache_dir=None) -> dict | None:
     """What names the feature space of FIDs measured against `train`, so a report can say which net
-    its numbers come from: the cached net's file, the sha256 of its training images (the cache key)
-    and of its weights (names and tensors in state_dict order, as the evaluator's reference cache
-    hashes them), its task (classes, or rotations for a set without them), its test accuracy on that
-    task and its architecture. None when no net for this data is cached here."""
+    its numbers come from: the pinned or cached net's file, the sha256 of its training images (the
+    key) and of its weights (names and tensors in state_dict order, as the evaluator's reference
+    cache hashes them), its task (classes, or rotations for a set without them), its test accuracy
+    on that task and its architecture. None when no net for this data is stored here."""
     checksum = data_checksum(train.images)
-    path = feature_net_path(resolve_cache_dir(cache_dir), train.name, checksum)
-    cached = _read_cache(path)
-    if not cached or cached.get("checksum") != checksum or "state_dict" not in cached:
+    stored = stored_feature_net(train.name, checksum, None, cache_dir)
+    if not stored:
         return None
+    path, stored = stored
     weights = hashlib.sha256()
-    for name, tensor in cached["state_dict"].items():
+    for name, tensor in stored["state_dict"].items():
         weights.update(name.encode())
         weights.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return {"path": str(path), "data_sha256": checksum, "weights_sha256": weights.hexdigest(),
             "task": "classes" if is_labelled(train) else "rotations",
-            "test_accuracy": float(cached["test_accuracy"]), "arch": dict(cached["arch"])}
+            "test_accuracy": float(stored["test_accuracy"]), "arch": dict(stored["arch"])}
 
 
 def _read_cache(path: Path) -> dict | None:
