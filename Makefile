@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= $(or $(GANTUNE_DATA_DIR),../shared/datasets)
+# pytest processes: most tests wait on Ray's processes more than they compute, so two share a
+# 2-core machine well; each test file stays in one process (its module fixtures are built once).
+TEST_WORKERS ?= 2
 
 .PHONY: install tune tune-example test bench
 
@@ -24,7 +27,7 @@ tune-example: install
 		--storage-path $(CURDIR)/runs
 
 test: install
-	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q $(PYTEST_ARGS)
+	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: install
 	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) bench/throughput.py

@@ -4,7 +4,8 @@ Every node is its own `ray start --block` process (in a session of its own) with
 --temp-dir, its own ports and its own loopback address (head 127.0.0.1, workers 127.0.0.2,
 127.0.0.3, ...), so the `node_ip` a trial reports says which node ran it, as on a real cluster.
 Token authentication stays on, with a token private to this cluster (`RAY_AUTH_TOKEN` in the
-nodes' and drivers' environments), so it never reads or rewrites ~/.ray/auth_token. The head
+nodes' and drivers' environments), so it never reads or rewrites ~/.ray/auth_token (unless asked
+to use that file, as a user's `ray start` does). The head
 runs the GCS with short health checks, so a killed node is declared dead in about 5 s.
 
 Nothing here runs Ray in the test process: everything that talks to the cluster is a
@@ -155,17 +156,18 @@ class Node:
 class Cluster:
     """`Cluster(root)`, then `.start_head()`, `.add_worker(...)`, ..., and `.shutdown()`."""
 
-    def __init__(self, root: Path, base_env: dict | None = None):
+    def __init__(self, root: Path, base_env: dict | None = None, private_token: bool = True):
         self.root = Path(root)  # node logs; the nodes' temp dirs go to a short path (socket names <= 107 bytes)
         self.root.mkdir(parents=True, exist_ok=True)
         self.temp_root = Path(tempfile.mkdtemp(prefix="gantune-ray-", dir="/tmp"))
-        self.token = secrets.token_hex(32)
         self.port, self.dashboard_port = free_ports(2)
         self.address = f"127.0.0.1:{self.port}"
         self.base_env = {**(base_env if base_env is not None else os.environ),
-                         "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token,
-                         "RAY_USAGE_STATS_ENABLED": "0", **HEALTH_CHECKS}
+                         "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", **HEALTH_CHECKS}
         self.base_env.pop("RAY_ADDRESS", None)
+        self.base_env.pop("RAY_AUTH_TOKEN", None)
+        if private_token:  # otherwise every process reads ~/.ray/auth_token, which the caller generates
+            self.base_env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
         self.head: Node | None = None
         self.workers: dict[str, Node] = {}
 
@@ -201,11 +203,12 @@ class Cluster:
                 return node
         raise AssertionError("unreachable")
 
-    def start_head(self, timeout: float = 120, args: tuple = (), extra_env: dict | None = None) -> Node:
-        """A head with no trial resources: it runs the GCS and the drivers, never a trial. `args` go
-        to its `ray start` (e.g. --autoscaling-config)."""
+    def start_head(self, timeout: float = 120, args: tuple = (), extra_env: dict | None = None,
+                   num_cpus: float = 0) -> Node:
+        """A head with no GPUs and, by default, no CPUs: it runs the GCS and the drivers, never a
+        trial. `args` go to its `ray start` (e.g. --autoscaling-config)."""
         self.head = self._start("head", "127.0.0.1", [
-            "--head", f"--port={self.port}", "--num-cpus=0", "--num-gpus=0", "--include-dashboard=false",
+            "--head", f"--port={self.port}", f"--num-cpus={num_cpus:g}", "--num-gpus=0", "--include-dashboard=false",
             f"--dashboard-port={self.dashboard_port}", *args], extra_env, timeout)
         return self.head
 

@@ -4,7 +4,6 @@ tuner/run.py against it through RAY_ADDRESS; bad flags fail before any trial sta
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster import Cluster, free_ports
 from tests.conftest import REPO, read_result_json
 
 RAY = Path(sys.executable).with_name("ray")
@@ -20,33 +20,19 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def ray_head(tmp_path_factory, monkeypatch_module):
-    """A head with Ray's token authentication on; its clients find the token in ~/.ray/auth_token."""
-    port = free_port()
-    temp_dir = tmp_path_factory.mktemp("rayhead")
-    monkeypatch_module.setenv("RAY_AUTH_MODE", "token")
+def ray_head(tmp_path_factory):
+    """A head started by `ray start --head` on loopback with Ray's token authentication on; it and
+    its clients find the token in ~/.ray/auth_token, as a user's do. It is stopped by its own
+    processes, never by `ray stop`, which would stop every Ray on the machine (other tests' too)."""
     subprocess.run([str(RAY), "get-auth-token", "--generate"], check=True, capture_output=True, timeout=60)
-    subprocess.run([str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                    "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp_dir}"],
-                   check=True, capture_output=True, timeout=180)
-    yield f"127.0.0.1:{port}"
-    subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
+    cluster = Cluster(tmp_path_factory.mktemp("rayhead"), private_token=False)
+    cluster.start_head(num_cpus=2, timeout=180)
+    yield cluster
+    cluster.shutdown()
 
 
 def test_smoke_search_against_a_running_head(ray_head, data_dir, tmp_path):
-    env = {**os.environ, "RAY_ADDRESS": ray_head, "GANTUNE_DATA_DIR": str(data_dir)}
+    env = {**ray_head.driver_env, "GANTUNE_DATA_DIR": str(data_dir)}
     done = subprocess.run([*RUN, "--space", "smoke", "--model", "both", "--num-samples", "3",
                            "--storage-path", str(tmp_path), "--name", "e2e"],
                           env=env, capture_output=True, text=True, timeout=900)
@@ -83,7 +69,7 @@ def test_bad_flags_fail_before_any_trial(args, named, tmp_path):
 
 
 def test_unreachable_ray_address_is_one_line(tmp_path):
-    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{free_port()}"}
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{free_ports(1)[0]}"}
     done = subprocess.run([*RUN, "--storage-path", str(tmp_path)], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and "RAY_ADDRESS" in done.stderr and len(done.stderr.strip().splitlines()) == 1
