@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= $(or $(GANTUNE_DATA_DIR),../shared/datasets)
-# pytest processes: most tests wait on Ray's processes more than they compute, so two share a
-# 2-core machine well; each test file stays in one process (its module fixtures are built once).
-TEST_WORKERS ?= 2
+# pytest processes. 1 (the default) runs the suite in this process. TEST_WORKERS=2 runs two
+# pytest-xdist processes, each test file in one of them (its module fixtures built once): 32-35 min
+# against 45 serial on 2 cores, but the multi-node driver-loss test has failed under that load (README).
+TEST_WORKERS ?= 1
 
 .PHONY: install tune tune-example test bench
 
@@ -27,7 +28,7 @@ tune-example: install
 		--storage-path $(CURDIR)/runs
 
 test: install
-	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 bench: install
 	GANTUNE_DATA_DIR=$(DATA_DIR) $(PY) bench/throughput.py
