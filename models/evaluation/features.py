@@ -162,9 +162,10 @@ def load_or_train_feature_net(train: Dataset, test: Dataset, cache_dir=None,
     expected_arch = FeatureNet(train.images.shape[1], train.images.shape[-1], head_size(train)).arch
     stored = stored_feature_net(train.name, checksum, expected_arch, cache_dir)
     if stored:
-        net = FeatureNet(**stored[1]["arch"])
-        net.load_state_dict(stored[1]["state_dict"])
-        meta = {k: stored[1][k] for k in ("checksum", "test_accuracy", "arch")}
+        _, contents = stored
+        net = FeatureNet(**contents["arch"])
+        net.load_state_dict(contents["state_dict"])
+        meta = {k: contents[k] for k in ("checksum", "test_accuracy", "arch")}
         return net.to(device).eval(), {**meta, "retrained": False}
     net, test_accuracy = train_feature_net(train, test, device)
     meta = {"checksum": checksum, "test_accuracy": test_accuracy, "arch": net.arch}
@@ -195,14 +196,14 @@ def feature_net_identity(train: Dataset, cache_dir=None) -> dict | None:
     stored = stored_feature_net(train.name, checksum, None, cache_dir)
     if not stored:
         return None
-    path, stored = stored
+    path, contents = stored
     weights = hashlib.sha256()
-    for name, tensor in stored["state_dict"].items():
+    for name, tensor in contents["state_dict"].items():
         weights.update(name.encode())
         weights.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return {"path": str(path), "data_sha256": checksum, "weights_sha256": weights.hexdigest(),
             "task": "classes" if is_labelled(train) else "rotations",
-            "test_accuracy": float(stored["test_accuracy"]), "arch": dict(stored["arch"])}
+            "test_accuracy": float(contents["test_accuracy"]), "arch": dict(contents["arch"])}
 
 
 def _read_cache(path: Path) -> dict | None:
