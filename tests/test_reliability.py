@@ -5,6 +5,8 @@ the driver is SIGKILLed mid-search, the storage path stops taking writes mid-run
 joins without the project installed; nothing recorded may be lost or counted twice."""
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import time
@@ -16,6 +18,7 @@ import pytest
 from tests.cluster import Cluster
 from tests.conftest import REPO, read_result_json
 from tuner.analysis import load_history, load_trials
+from tuner.resume import named_checkpoint, unfinished_trials
 
 pytestmark = pytest.mark.slow
 
@@ -107,22 +110,27 @@ def attempts(rows: pd.DataFrame) -> list[pd.DataFrame]:
     return [part for _, part in rows.groupby((rows["iterations_since_restore"] == 1).cumsum())]
 
 
-def check_record(trial: Path) -> list[pd.DataFrame]:
-    """Ray's raw record of one trial: every epoch there, none skipped, each attempt after the first
-    resumed from a checkpoint (its count goes on, it never restarts at epoch 1). Ray logs a result
-    before it registers the checkpoint that came with it, so an attempt cut in between is resumed
-    from the checkpoint before and replays that epoch: the replay must be the same report (same
-    step, same losses and FID: the checkpoint holds every RNG stream). Returns the attempts."""
+def check_record(trial: Path, missing: range = range(0)) -> list[pd.DataFrame]:
+    """Ray's raw record of one trial: every epoch there but some of `missing` (reports --resume said
+    had not reached storage), each attempt after the first resumed from a checkpoint (its count goes on, it
+    never restarts at epoch 1). Ray logs a result before it registers the checkpoint that came with
+    it, so an attempt cut in between is resumed from the checkpoint before and replays that epoch:
+    the replay must be the same report (same step, same losses and FID: the checkpoint holds every
+    RNG stream). Returns the attempts."""
     rows = raw_results(trial)
     assert (rows["epoch"] == rows["training_iteration"]).all(), trial.name  # one report per epoch
-    assert sorted(set(rows["training_iteration"])) == list(range(1, EPOCHS + 1)), trial.name
+    absent = set(range(1, EPOCHS + 1)) - set(rows["training_iteration"])
+    assert absent <= set(missing) and set(rows["training_iteration"]) <= set(range(1, EPOCHS + 1)), trial.name
     parts = attempts(rows)
     for part in parts:
         assert part["training_iteration"].diff().dropna().eq(1).all(), trial.name
         assert part["pid"].nunique() == 1 and part["node_ip"].nunique() == 1, trial.name
     for before, after in zip(parts, parts[1:]):
-        resumed = after["training_iteration"].iloc[0]
-        assert 2 <= resumed <= before["training_iteration"].iloc[-1] + 1, trial.name  # resumed, no gap
+        resumed, last = after["training_iteration"].iloc[0], before["training_iteration"].iloc[-1]
+        if missing:  # resumed after the missing reports, whichever of them the record holds
+            assert last >= missing.start - 1 and resumed == missing.stop, trial.name
+        else:
+            assert 2 <= resumed <= last + 1, trial.name  # resumed, no gap
         replayed = before[before["training_iteration"] >= resumed]
         again = after.set_index("training_iteration").loc[replayed["training_iteration"]]
         for column in ("step", "d_loss", "g_loss", "fid"):
@@ -130,17 +138,20 @@ def check_record(trial: Path) -> list[pd.DataFrame]:
     return parts
 
 
-def check_results(experiment: Path, trials: int) -> dict:
+def check_results(experiment: Path, trials: int, missing: dict | None = None) -> dict:
     """Nothing lost, nothing counted twice: exactly `trials` trial directories, each record checked,
-    and the analysis shows every epoch of every trial exactly once, from the attempt that went on."""
+    and the analysis shows every epoch of every trial exactly once, from the attempt that went on
+    (`missing`: trial_id -> the reports --resume said had not reached storage)."""
     dirs = trial_dirs(experiment)
     assert len(dirs) == trials, [d.name for d in dirs]
-    records = {d.name.split("_")[2]: check_record(d) for d in dirs}
+    missing = missing or {}
+    records = {(t := d.name.split("_")[2]): check_record(d, missing.get(t, range(0))) for d in dirs}
     history = load_history(experiment)
     assert sorted(history["trial_id"].unique()) == sorted(records)
     for trial_id, parts in records.items():
         mine = history[history["trial_id"] == trial_id]
-        assert mine["epoch"].tolist() == [float(e) for e in range(1, EPOCHS + 1)], trial_id
+        recorded = sorted(set(pd.concat(parts)["training_iteration"]))
+        assert mine["epoch"].tolist() == [float(e) for e in recorded], trial_id
         latest = pd.concat(parts).drop_duplicates("training_iteration", keep="last")
         assert mine["fid"].tolist() == pytest.approx(latest["fid"].tolist()), trial_id
         assert mine["node_ip"].tolist() == latest["node_ip"].tolist(), trial_id
@@ -237,11 +248,19 @@ def test_driver_loss_then_resume_finishes_the_search(cluster, data_dir, tmp_path
                  and all(2 <= last_checkpoint(d) < EPOCHS - 1 for d in dirs), 240, "four trials mid-run", driver)
         os.kill(driver.pid, signal.SIGKILL)
         assert driver.wait(timeout=30) == -signal.SIGKILL
-        persisted = {d.name.split("_")[2]: last_checkpoint(d) for d in trial_dirs(experiment)}
     finally:
         if driver.poll() is None:
             driver.kill()
     assert trial_dirs(experiment) and not load_trials(experiment)["end_reason"].isin(FINISHED).all()
+    # Ray prunes a checkpoint when it registers a newer one and the snapshot naming the newer one
+    # reaches storage a moment later; a kill in that moment leaves a snapshot naming a deleted
+    # checkpoint. Make it certain for every trial: delete the checkpoint the snapshot names (if the
+    # kill already did, keep what is there). Each must resume from the newest one left, older or newer.
+    _, _, _, unfinished = unfinished_trials(str(experiment))
+    assert len(unfinished) == 4
+    for _, trial in unfinished:
+        shutil.rmtree(experiment / trial.storage.trial_dir_name / named_checkpoint(trial), ignore_errors=True)
+    persisted = {d.name.split("_")[2]: last_checkpoint(d) for d in trial_dirs(experiment)}
 
     resumed = run_search(cluster, data_dir, tmp_path / "resume.log", *common, "--resume")
     try:
@@ -252,19 +271,26 @@ def test_driver_loss_then_resume_finishes_the_search(cluster, data_dir, tmp_path
     output = (tmp_path / "resume.log").read_text()
     assert resumed.returncode == 0, output[-4000:]
     assert "best: fid=" in output
+    # trial -> (the checkpoint it resumed from, the last report on its record on storage)
+    repointed = {trial_id: (int(index), int(recorded)) for trial_id, index, recorded in re.findall(
+        r"resume: trial (\w+): .* resumes from checkpoint_(\d+); its record on storage ends at report (\d+)", output)}
+    assert {t.trial_id for _, t in unfinished} == set(repointed), output[-4000:]
 
-    records = check_results(experiment, trials=4)
+    # checkpoint_i holds report i + 1: those after the record's end may be missing from it
+    records = check_results(experiment, trials=4, missing={t: range(recorded + 1, resumed_from + 2)
+                                                            for t, (resumed_from, recorded) in repointed.items()})
     trials = load_trials(experiment).set_index("trial_id")
     assert trials["end_reason"].isin(FINISHED).all() and (trials["epochs_run"] == EPOCHS).all()
     rerun = {}
     for trial_id, parts in records.items():
         assert len(parts) == 2, trial_id  # every trial was cut by the kill and resumed once
         rerun[trial_id] = persisted[trial_id] + 1 - (parts[1]["epoch"].iloc[0] - 1)
-    print(f"\ndriver loss: epochs re-run per trial after --resume {rerun}")
-    # --resume starts from the experiment state on storage, which Tune rewrites at the latest once a
-    # trial has made --keep-checkpoints (2) checkpoints since the last time: at most those two are
-    # redone, plus the one in flight at the kill
-    assert all(0 <= r <= 3 for r in rerun.values()), rerun
+        resumed_from, recorded = repointed[trial_id]
+        assert parts[1]["epoch"].iloc[0] == resumed_from + 2, trial_id
+        # the newest checkpoint left, or the newest one whose report is on the record when that one's is not
+        assert resumed_from == persisted[trial_id] or resumed_from + 1 <= recorded < persisted[trial_id] + 1, trial_id
+    print(f"\ndriver loss: epochs re-run per trial after --resume {rerun}; "
+          f"(checkpoint resumed from, last report on storage) {repointed}")
 
 
 def test_storage_that_stops_taking_writes_stops_the_run_clearly(cluster, data_dir, tmp_path):

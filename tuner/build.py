@@ -19,6 +19,7 @@ from pathlib import Path
 
 from models.data import load_dataset
 from models.errors import UserInputError
+from tuner.resume import repoint_trials
 from tuner.spec import DEFAULT_NUM_SAMPLES, LIST_SPACES, SearchSpec, config_for
 from tuner.storage_check import check_shared_storage
 
@@ -194,6 +195,11 @@ def build_tuner(spec: SearchSpec, datasets: dict | None = None, trainable=None, 
     if resume:
         if not tune.Tuner.can_restore(spec.experiment_path):
             raise UserInputError(f"resume: no experiment to resume at {spec.experiment_path}")
+        for trial_id, (named, resumed, recorded, missing) in repoint_trials(spec.experiment_path).items():
+            lost = f", so reports {missing.start}-{missing.stop - 1} may be missing from it" if missing else ""
+            print(f"resume: trial {trial_id}: the experiment snapshot names {named}, which is gone (Ray prunes "
+                  f"checkpoints before its snapshot catches up); it resumes from {resumed or 'its start'}; "
+                  f"its record on storage ends at report {recorded}{lost}", file=sys.stderr)
         return tune.Tuner.restore(spec.experiment_path, trainable=trainable, resume_errored=True)
 
     if spec.space in LIST_SPACES:
