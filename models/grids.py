@@ -3,11 +3,12 @@
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid, save_image
 
 
 def save_grid(images: torch.Tensor, path, nrow: int = 8) -> Path:
-    """Images in [0, 1], N x C x H x W, as one PNG grid."""
+    """Images in [0, 1], N x C x H x W, as one PNG grid. torchvision is imported here, not above:
+    it costs every CLI about 2 s at start (it pulls in torch._dynamo), before its flags are read."""
+    from torchvision.utils import make_grid, save_image
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2), path)
