@@ -4,10 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= $(or $(GANTUNE_DATA_DIR),../shared/datasets)
-# pytest processes. 1 (the default) runs the suite in this process. TEST_WORKERS=2 runs two
-# pytest-xdist processes, each test file in one of them (its module fixtures built once): 32-35 min
-# against 45 serial on 2 cores, but the multi-node driver-loss test has failed under that load (README).
-TEST_WORKERS ?= 1
+# pytest processes: two pytest-xdist processes by default, each test file in one of them (its module
+# fixtures built once), which overlaps the suite's waits on Ray; TEST_WORKERS=1 runs it in this process.
+TEST_WORKERS ?= 2
 
 .PHONY: install tune tune-example test bench
 
