@@ -112,11 +112,11 @@ def attempts(rows: pd.DataFrame) -> list[pd.DataFrame]:
 
 def check_record(trial: Path, missing: range = range(0)) -> list[pd.DataFrame]:
     """Ray's raw record of one trial: every epoch there but some of `missing` (reports --resume said
-    had not reached storage), each attempt after the first resumed from a checkpoint (its count goes on, it
-    never restarts at epoch 1). Ray logs a result before it registers the checkpoint that came with
-    it, so an attempt cut in between is resumed from the checkpoint before and replays that epoch:
-    the replay must be the same report (same step, same losses and FID: the checkpoint holds every
-    RNG stream). Returns the attempts."""
+    had not reached storage), each attempt after the first resumed from a checkpoint (its count
+    goes on, it never restarts at epoch 1). Ray logs a result before it registers the checkpoint
+    that came with it, so an attempt cut in between is resumed from the checkpoint before and
+    replays that epoch: the replay must be the same report (same step, same losses and FID: the
+    checkpoint holds every RNG stream). Returns the attempts."""
     rows = raw_results(trial)
     assert (rows["epoch"] == rows["training_iteration"]).all(), trial.name  # one report per epoch
     absent = set(range(1, EPOCHS + 1)) - set(rows["training_iteration"])
@@ -255,7 +255,8 @@ def test_driver_loss_then_resume_finishes_the_search(cluster, data_dir, tmp_path
     # Ray prunes a checkpoint when it registers a newer one and the snapshot naming the newer one
     # reaches storage a moment later; a kill in that moment leaves a snapshot naming a deleted
     # checkpoint. Make it certain for every trial: delete the checkpoint the snapshot names (if the
-    # kill already did, keep what is there). Each must resume from the newest one left, older or newer.
+    # kill already did, keep what is there). Each must resume from the newest one left (older or
+    # newer than the deleted one), or from the newest one whose report is on the record.
     _, _, _, unfinished = unfinished_trials(str(experiment))
     assert len(unfinished) == 4
     for _, trial in unfinished:

@@ -99,7 +99,7 @@ def resume_point(manager, filesystem, trial_path: str, stored: list[str], record
         elif (iteration := reports_made(filesystem, f"{trial_path}/{name}")) is not None:
             checkpoint = Checkpoint(path=str(PurePosixPath(named.path).parent / name), filesystem=named.filesystem)
             resumable.append(_TrainingResult(checkpoint=checkpoint, metrics={"training_iteration": iteration}))
-    on_record = [r for r in resumable if r.metrics["training_iteration"] <= recorded]
+    on_record = [r for r in resumable if r.metrics.get("training_iteration", 0) <= recorded]
     return (on_record or resumable or [None])[0]
 
 
@@ -129,7 +129,7 @@ def repoint_trials(experiment_path: str) -> dict[str, tuple[str, str, int, range
         trial.run_metadata.invalidate_cache()
         snapshot["trial_data"][index][1] = trial.run_metadata.get_json_state()
         resumed = PurePosixPath(latest.checkpoint.path).name if latest else ""
-        missing = range(recorded + 1, latest.metrics["training_iteration"] + 1) if latest else range(0)
+        missing = range(recorded + 1, latest.metrics.get("training_iteration", 0) + 1) if latest else range(0)
         repointed[trial.trial_id] = (named, resumed, recorded, missing)
     if repointed:
         partial = f"{snapshot_path}.repointing"
