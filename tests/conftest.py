@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# Under pytest-xdist (`make test TEST_WORKERS=2`) each worker's torch, and the CLIs and Ray trials it
+# Under pytest-xdist (`make test`, two workers by default) each worker's torch, and the CLIs and Ray trials it
 # starts, get an equal share of the cores: two workers each running torch at every core's worth of
 # OpenMP threads spent more time contending than computing (measured on 2 cores: 62 CPU-minutes and
 # 52 minutes of wall time, against 36 and 45 for the serial suite). An OMP_NUM_THREADS you set wins.
