@@ -15,6 +15,7 @@ import time
 
 from ray.tune import Callback
 
+from tuner.resume import stored_checkpoints
 from tuner.trainable import GRIDS
 
 IMAGE_TAG = "samples"
@@ -47,11 +48,8 @@ def image_event(png: bytes, step: int):
 
 def newest_checkpoint(trial) -> str | None:
     """The path of a trial's newest checkpoint folder on its storage filesystem, or None."""
-    import pyarrow.fs
-    selector = pyarrow.fs.FileSelector(trial.storage.trial_fs_path, allow_not_found=True)
-    folders = sorted(info.path for info in trial.storage.storage_filesystem.get_file_info(selector)
-                     if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_"))
-    return folders[-1] if folders else None
+    names = stored_checkpoints(trial.storage.storage_filesystem, trial.storage.trial_fs_path)
+    return f"{trial.storage.trial_fs_path}/{names[-1]}" if names else None
 
 
 class SampleGridImages(Callback):
